@@ -1,0 +1,137 @@
+// Package testutil holds helpers the tests of several packages share: a
+// throwaway certificate authority, a real Mosquitto broker started on a free
+// loopback port, and free-port lookup. It is imported only from tests and
+// test helpers, never from the product.
+package testutil
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// CA is a throwaway certificate authority written to a test's temp dir.
+type CA struct {
+	Cert    *x509.Certificate
+	Key     *ecdsa.PrivateKey
+	CertPEM []byte
+	File    string // PEM file of the CA certificate
+	dir     string
+	serial  int64
+}
+
+// NewCA creates a CA whose files live in tb.TempDir().
+func NewCA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	dir := tb.TempDir()
+	ca := &CA{Cert: cert, Key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: dir, serial: 1}
+	ca.File = filepath.Join(dir, name+"-ca.pem")
+	writeFile(tb, ca.File, ca.CertPEM)
+	return ca
+}
+
+// CertOpts shape an issued certificate.
+type CertOpts struct {
+	DNSNames  []string  // default: localhost
+	IPs       []net.IP  // default: 127.0.0.1
+	NotBefore time.Time // default: an hour ago
+	NotAfter  time.Time // default: a day from now
+	Client    bool      // client certificate (ExtKeyUsageClientAuth)
+}
+
+// Issue signs a certificate and writes cert and key PEM files; it returns
+// their paths.
+func (ca *CA) Issue(tb testing.TB, name string, o CertOpts) (certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if o.DNSNames == nil && o.IPs == nil && !o.Client {
+		o.DNSNames = []string{"localhost"}
+		o.IPs = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	if o.NotBefore.IsZero() {
+		o.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if o.NotAfter.IsZero() {
+		o.NotAfter = time.Now().Add(24 * time.Hour)
+	}
+	ca.serial++
+	usage := x509.ExtKeyUsageServerAuth
+	if o.Client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.serial),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     o.DNSNames,
+		IPAddresses:  o.IPs,
+		NotBefore:    o.NotBefore,
+		NotAfter:     o.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certFile = filepath.Join(ca.dir, name+".pem")
+	keyFile = filepath.Join(ca.dir, name+"-key.pem")
+	writeFile(tb, certFile, pemBlock("CERTIFICATE", der))
+	writeFile(tb, keyFile, pemBlock("EC PRIVATE KEY", kder))
+	return certFile, keyFile
+}
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func writeFile(tb testing.TB, path string, b []byte) {
+	tb.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
