@@ -36,6 +36,19 @@ type Reading struct {
 	Synced bool
 }
 
+// Stamp is when a reading was taken, as the clock saw it then.
+type Stamp struct {
+	Time   time.Time
+	Mono   time.Duration
+	BootID string
+	Synced bool
+}
+
+// SetStamp records when the reading was taken.
+func (r *Reading) SetStamp(s Stamp) {
+	r.Time, r.Mono, r.BootID, r.Synced = s.Time, s.Mono, s.BootID, s.Synced
+}
+
 // Sink takes readings. The buffer is the Sink the sensor loops write to.
 // Append assigns IDs to the readings (it may write them into rs).
 type Sink interface {
