@@ -1,0 +1,152 @@
+package buffer
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gatewayd/internal/reading"
+)
+
+// inspectTimeout is how long Inspect and Export wait for the file lock. The
+// running daemon holds it for as long as it runs, so waiting longer only
+// delays the clear answer.
+const inspectTimeout = 200 * time.Millisecond
+
+// Inspect reads the buffer file at path without changing it and returns its
+// Stats (Depth, Bytes, OldestUnsent, DeadLetters, NextID; the counters that
+// live only in the running process are zero). It never waits for or blocks
+// the daemon: while the daemon holds the file it fails within a fraction of
+// a second with ErrLocked (live figures come from the daemon's health
+// endpoint).
+func Inspect(path string) (Stats, error) {
+	s := Stats{Drops: map[string]uint64{}}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return s, fmt.Errorf("inspect buffer: %w", err)
+	}
+	op, err := openChecked(path, inspectTimeout, true)
+	if err != nil {
+		return s, fmt.Errorf("inspect buffer: %w", err)
+	}
+	defer closeQuietly(op.db)
+	s.Bytes = fi.Size()
+	s.Depth = op.committed
+	s.DeadLetters = op.dead + op.bad
+	s.NextID = max(op.idCeil, op.maxID+1)
+	err = op.db.View(func(tx *bolt.Tx) error {
+		_, v := tx.Bucket(bucketReadings).Cursor().First()
+		if v != nil {
+			if r, err := decodeRecord(v); err == nil {
+				s.OldestUnsent = r.Time
+			}
+		}
+		return nil
+	})
+	return s, err
+}
+
+// ExportRecord is one line of Export's JSON output (JSON Lines: one object
+// per line, so a large backlog streams and tools like jq read it directly).
+type ExportRecord struct {
+	ID          reading.ID `json:"id,string"` // string: IDs exceed 2^53, which JSON numbers lose in many tools
+	State       string     `json:"state"`     // "pending" or "dead"
+	Sensor      string     `json:"sensor"`
+	Measurement string     `json:"measurement"`
+	Property    string     `json:"property"`
+	Value       float64    `json:"value"`                // 0 when not finite, see ValueText
+	ValueText   string     `json:"value_text,omitempty"` // "NaN", "+Inf", "-Inf": JSON has no such numbers
+	Unit        string     `json:"unit"`
+	Time        time.Time  `json:"time"`
+	MonoNS      int64      `json:"mono_ns"`
+	BootID      string     `json:"boot_id,omitempty"`
+	Synced      bool       `json:"synced"`
+	Reason      string     `json:"reason,omitempty"`     // dead letters: why
+	DeadAt      *time.Time `json:"dead_at,omitempty"`    // dead letters: when
+	RawHex      string     `json:"raw_hex,omitempty"`    // undecodable records, as stored
+	DecodeError string     `json:"decode_err,omitempty"` // why RawHex could not be decoded
+}
+
+// Export writes every committed reading (state "pending", oldest first) and
+// then every dead letter to w, read-only. asJSON selects JSON Lines (see
+// ExportRecord); otherwise one tab-separated line per reading with a header.
+// Like Inspect it fails quickly with ErrLocked while the daemon holds the file.
+func Export(path string, w io.Writer, asJSON bool) error {
+	op, err := openChecked(path, inspectTimeout, true)
+	if err != nil {
+		return fmt.Errorf("export buffer: %w", err)
+	}
+	defer closeQuietly(op.db)
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	write := func(rec ExportRecord) error {
+		if asJSON {
+			return enc.Encode(rec)
+		}
+		reason := rec.Reason
+		if rec.DecodeError != "" {
+			reason = rec.DecodeError + " raw=" + rec.RawHex
+		}
+		_, err := fmt.Fprintf(bw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\n", rec.ID, rec.State,
+			rec.Time.Format(time.RFC3339Nano), rec.Sensor, rec.Measurement, rec.Property,
+			strconv.FormatFloat(rec.Value, 'g', -1, 64), rec.Unit, rec.Synced, reason)
+		return err
+	}
+	if !asJSON {
+		if _, err := fmt.Fprintln(bw, "id\tstate\ttime\tsensor\tmeasurement\tproperty\tvalue\tunit\tsynced\treason"); err != nil {
+			return fmt.Errorf("export buffer: %w", err)
+		}
+	}
+	err = op.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketReadings).ForEach(func(k, v []byte) error {
+			id, _ := keyID(k)
+			rec := ExportRecord{ID: id, State: "pending"}
+			if r, err := decodeRecord(v); err != nil {
+				rec.RawHex, rec.DecodeError = hex.EncodeToString(v), err.Error()
+			} else {
+				fillExport(&rec, r)
+			}
+			return write(rec)
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
+			id, _ := keyID(k)
+			rec := ExportRecord{ID: id, State: "dead"}
+			if d, err := decodeDead(v); err != nil {
+				rec.RawHex, rec.DecodeError = hex.EncodeToString(v), err.Error()
+			} else {
+				fillExport(&rec, d.Reading)
+				rec.Reason = d.Reason
+				at := d.At
+				rec.DeadAt = &at
+			}
+			return write(rec)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("export buffer: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("export buffer: %w", err)
+	}
+	return nil
+}
+
+func fillExport(rec *ExportRecord, r reading.Reading) {
+	rec.Sensor, rec.Measurement, rec.Property = r.Sensor, r.Measurement, r.Property
+	rec.Value, rec.Unit, rec.Time = r.Value, r.Unit, r.Time
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
+		rec.Value, rec.ValueText = 0, strconv.FormatFloat(r.Value, 'g', -1, 64)
+	}
+	rec.MonoNS, rec.BootID, rec.Synced = int64(r.Mono), r.BootID, r.Synced
+}

@@ -1,0 +1,279 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"gatewayd/internal/reading"
+)
+
+var (
+	bucketReadings = []byte("readings")
+	bucketDead     = []byte("dead")
+	bucketMeta     = []byte("meta")
+
+	keyFormat = []byte("format")
+	keyIDCeil = []byte("idceil")
+)
+
+// fileFormat is the layout of buckets and meta keys; records carry their own
+// version byte.
+const fileFormat = 1
+
+// opened is what openStore learned about the file it opened.
+type opened struct {
+	db        *bolt.DB
+	committed int
+	dead      int
+	maxID     reading.ID // highest ID stored in either bucket
+	idCeil    reading.ID // persisted reservation: no ID at or above it was handed out
+	bad       int        // undecodable records moved to the dead bucket
+	// idFloor is set when a corrupt file was set aside: its IDs are
+	// unknown, so new ones start above anything it could have held.
+	idFloor uint64
+	aside   string
+}
+
+// openStore opens or creates the buffer file. A file that fails to open for a
+// reason other than the lock, permissions or a full disk, or that fails the
+// consistency check, is renamed aside and a fresh one is created: a gateway
+// that refuses to start over a damaged buffer loses every reading from then on.
+func openStore(path string, timeout time.Duration, log *slog.Logger, now time.Time) (opened, error) {
+	fi, statErr := os.Stat(path)
+	existed := statErr == nil
+	op, err := openChecked(path, timeout, false)
+	if err == nil || !existed || !isCorruption(err) {
+		return op, err
+	}
+	aside := fmt.Sprintf("%s.corrupt-%s", path, now.UTC().Format("20060102T150405.000000Z"))
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return opened{}, fmt.Errorf("set aside corrupt buffer %s: %w (corruption: %v)", path, rerr, err)
+	}
+	syncDir(path)
+	log.Error("BUFFER FILE CORRUPT: moved aside, starting a fresh buffer; readings in the old file will not be sent",
+		"err", err, "moved_to", aside)
+	// The IDs in the lost file are unknown. They were at most its last
+	// write time in microseconds plus one reservation (see idBlock), if the
+	// clock then was sane; start above both that and now.
+	floor := uint64(max(now.UnixMicro(), fi.ModTime().UnixMicro(), 0)) + 2*idBlock
+	op, err = openChecked(path, timeout, false)
+	op.idFloor = floor
+	op.aside = aside
+	return op, err
+}
+
+// isCorruption reports whether err from opening an existing file means the
+// file itself is bad (rather than the lock, permissions or the disk).
+func isCorruption(err error) bool {
+	switch {
+	case errors.Is(err, ErrLocked),
+		errors.Is(err, fs.ErrPermission),
+		errors.Is(err, fs.ErrNotExist),
+		isFull(err),
+		errors.Is(err, syscall.EROFS),
+		errors.Is(err, syscall.ENOTDIR),
+		errors.Is(err, syscall.EMFILE),
+		errors.Is(err, syscall.ENOMEM):
+		return false
+	}
+	return true
+}
+
+// isFull reports whether err means there is no room to write: the disk is
+// full or bbolt's own size cap (Options.MaxSize) was reached. bbolt formats
+// some errors with %s, so the message is checked too.
+func isFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, errMaxSize) ||
+		strings.Contains(err.Error(), "no space left on device") ||
+		strings.Contains(err.Error(), "maximum db size reached")
+}
+
+// openChecked opens the file and verifies it. bbolt trusts its file: on a
+// damaged one it may panic or fault on a page outside the mapping, so the
+// open and the first full read run with faults turned into panics and
+// recovered here.
+func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, err error) {
+	var f *os.File
+	opts := &bolt.Options{
+		Timeout:  timeout,
+		ReadOnly: readOnly,
+		// Remember the file so a panic inside Open cannot leak the
+		// descriptor and, with it, the lock on the file.
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			ff, err := os.OpenFile(name, flag, perm)
+			f = ff
+			return ff, err
+		},
+		FreelistType: bolt.FreelistMapType,
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: bbolt panicked reading %s: %v", ErrCorrupt, path, r)
+		}
+		if err != nil {
+			if op.db != nil {
+				closeQuietly(op.db)
+				op.db = nil
+			}
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+	}()
+	op.db, err = bolt.Open(path, 0o600, opts)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return op, fmt.Errorf("open %s: %w (gave up after %v)", path, ErrLocked, timeout)
+		}
+		return op, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !readOnly {
+		err = op.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketReadings, bucketDead, bucketMeta} {
+				if tx.Bucket(name) == nil {
+					if _, err := tx.CreateBucket(name); err != nil {
+						return err
+					}
+				}
+			}
+			m := tx.Bucket(bucketMeta)
+			if v := m.Get(keyFormat); v == nil {
+				return m.Put(keyFormat, []byte{fileFormat})
+			} else if len(v) != 1 || v[0] != fileFormat {
+				return fmt.Errorf("%w: unknown file format %v", ErrCorrupt, v)
+			}
+			return nil
+		})
+		if err != nil {
+			return op, fmt.Errorf("init %s: %w", path, err)
+		}
+	}
+	err = op.db.View(func(tx *bolt.Tx) error { return checkAndScan(tx, &op) })
+	if err != nil {
+		return op, err
+	}
+	if !readOnly && op.bad > 0 {
+		err = op.db.Update(moveUndecodable)
+	}
+	return op, err
+}
+
+// checkAndScan verifies the file in the order that keeps it safe: the file
+// must hold every page bbolt thinks it has (a truncated file would fault),
+// then our own walk touches every page of our buckets, and only then does
+// bbolt's checker (which runs in a goroutine of its own, where a fault could
+// not be recovered) look at the page structure.
+func checkAndScan(tx *bolt.Tx, op *opened) error {
+	fi, err := os.Stat(tx.DB().Path())
+	if err != nil {
+		return fmt.Errorf("stat buffer: %w", err)
+	}
+	if fi.Size() < tx.Size() {
+		return fmt.Errorf("%w: truncated: %d bytes on disk, %d in use", ErrCorrupt, fi.Size(), tx.Size())
+	}
+	rb, db, mb := tx.Bucket(bucketReadings), tx.Bucket(bucketDead), tx.Bucket(bucketMeta)
+	if rb == nil || db == nil || mb == nil {
+		return fmt.Errorf("%w: missing buckets", ErrCorrupt)
+	}
+	if v := mb.Get(keyIDCeil); len(v) == 8 {
+		op.idCeil = reading.ID(binary.BigEndian.Uint64(v))
+	}
+	err = rb.ForEach(func(k, v []byte) error {
+		id, ok := keyID(k)
+		if !ok {
+			return fmt.Errorf("%w: bad key %x", ErrCorrupt, k)
+		}
+		op.maxID = max(op.maxID, id)
+		if _, err := decodeRecord(v); err != nil {
+			op.bad++
+			return nil
+		}
+		op.committed++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = db.ForEach(func(k, v []byte) error {
+		id, ok := keyID(k)
+		if !ok {
+			return fmt.Errorf("%w: bad dead-letter key %x", ErrCorrupt, k)
+		}
+		op.maxID = max(op.maxID, id)
+		op.dead++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for err := range tx.Check() {
+		if len(errs) < 5 {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrCorrupt, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// moveUndecodable sets records that bbolt holds intact but we cannot decode
+// (a bug, or a file from a newer release) aside as dead letters, raw, so they
+// stay visible instead of blocking the queue.
+func moveUndecodable(tx *bolt.Tx) error {
+	rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
+	var keys [][]byte
+	err := rb.ForEach(func(k, v []byte) error {
+		if _, err := decodeRecord(v); err != nil {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, k := range keys {
+		v := append([]byte(nil), rb.Get(k)...)
+		if err := db.Put(k, encodeDead(v, "undecodable record", now)); err != nil {
+			return err
+		}
+		if err := rb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func closeQuietly(db *bolt.DB) {
+	defer func() { _ = recover() }()
+	_ = db.Close()
+}
+
+// syncDir makes a rename in path's directory durable.
+func syncDir(path string) {
+	dir := path[:max(strings.LastIndexByte(path, '/'), 0)]
+	if dir == "" {
+		dir = "."
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
