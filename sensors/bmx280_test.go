@@ -1,0 +1,130 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"gatewayd/internal/reading"
+	"gatewayd/sensors/emul"
+)
+
+// The real bmxx80 driver, through a Set, against the emulated chip across
+// the operating range, in forced and in normal mode.
+func TestBME280Range(t *testing.T) {
+	for _, opts := range []map[string]string{
+		{"oversampling": "1"},
+		{"oversampling": "16", "filter": "4", "standby": "10ms"},
+	} {
+		specs := []Spec{{Name: "air", Driver: "bme280", Bus: "emulated", Interval: time.Second, Options: opts}}
+		s, b := mustSet(t, specs, nil)
+		chip := b.Chip(0x76)
+		chip.(emul.Jitterer).SetJitter(false)
+		for _, tc := range []struct{ t, h, p float64 }{
+			{-40, 0, 300}, {-5.25, 12.5, 650}, {0, 50, 1013.25}, {23.45, 61.8, 998.7}, {85, 100, 1100},
+		} {
+			chip.Set("temperature", tc.t)
+			chip.Set("humidity", tc.h)
+			chip.Set("pressure", tc.p)
+			res := s.ReadOnce(context.Background())
+			if len(res) != 1 || res[0].Err != nil {
+				t.Fatalf("ReadOnce: %+v", res)
+			}
+			got := map[string]reading.Reading{}
+			for _, r := range res[0].Readings {
+				got[r.Measurement] = r
+			}
+			for _, w := range []struct {
+				m, unit string
+				v, tol  float64
+			}{{"temperature", "°C", tc.t, 0.0101}, {"humidity", "%RH", tc.h, 0.01}, {"pressure", "hPa", tc.p, 0.002}} {
+				r := got[w.m]
+				if r.Unit != w.unit || r.Property != "air_"+w.m || math.Abs(r.Value-w.v) > w.tol {
+					t.Errorf("%v: %s = %+v, want %.4f %s ±%g as air_%s", opts, w.m, r, w.v, w.unit, w.tol, w.m)
+				}
+			}
+		}
+	}
+}
+
+// A BMP280 answers where a BME280 is configured: the humidity would silently
+// be missing, so the sensor fails with a message saying what to do.
+func TestBME280ConfiguredButBMP280Fitted(t *testing.T) {
+	b := emul.NewBus("emulated")
+	b.Add(0x76, emul.NewBMP280())
+	s, err := New([]Spec{{Name: "air", Driver: "bme280", Bus: "emulated"}}, fastOpts(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.ReadOnce(context.Background())
+	if res[0].Err == nil || !contains(res[0].Err.Error(), "use driver bmp280") {
+		t.Fatalf("got %v, want an error naming driver bmp280", res[0].Err)
+	}
+}
+
+// Run: two chips on one emulated bus, properties mapped for one, readings
+// stamped by Options.Stamp at the moment of reading.
+func TestRunTwoChipsOneBus(t *testing.T) {
+	specs := []Spec{
+		{Name: "air", Driver: "bme280", Bus: "emulated", Interval: 20 * time.Millisecond,
+			Options:    map[string]string{"oversampling": "1"},
+			Properties: map[string]string{"temperature": "temp", "pressure": "press"},
+			Emulate:    map[string]float64{"temperature": 19.5, "pressure": 990}},
+		{Name: "box", Driver: "bmp280", Bus: "emulated", Address: 0x77, Interval: 30 * time.Millisecond,
+			Options: map[string]string{"oversampling": "1"}, Emulate: map[string]float64{"temperature": 30}},
+	}
+	var n int64
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	s, _ := mustSet(t, specs, func(o *Options) {
+		o.Stamp = func() reading.Stamp {
+			n++
+			return reading.Stamp{Time: base.Add(time.Duration(n) * time.Second), Mono: time.Duration(n), BootID: "b", Synced: true}
+		}
+	})
+	k, stop := running(t, s)
+	eventually(t, "readings from both", func() bool { return len(k.of("air")) >= 6 && len(k.of("box")) >= 6 })
+	stop()
+	for _, r := range k.of("air") {
+		if r.Measurement == "humidity" {
+			t.Fatalf("humidity sent although properties list only temperature and pressure: %+v", r)
+		}
+		want := map[string]string{"temperature": "temp", "pressure": "press"}[r.Measurement]
+		if r.Property != want || r.BootID != "b" || !r.Time.After(base) || r.Mono == 0 {
+			t.Fatalf("bad reading %+v", r)
+		}
+	}
+	// Readings of one sample share its stamp.
+	air := k.of("air")
+	if air[0].Time != air[1].Time {
+		t.Errorf("one sample, two stamps: %v %v", air[0].Time, air[1].Time)
+	}
+	for _, r := range k.of("box") {
+		if r.Property != "box_"+r.Measurement {
+			t.Fatalf("default property name: %+v", r)
+		}
+		if r.Measurement == "temperature" && math.Abs(r.Value-30) > 0.06 {
+			t.Fatalf("box temperature %v, emulated 30 (+ one 0.05 step of jitter)", r.Value)
+		}
+	}
+	st := stat(s, "air")
+	if st.Taken < 3 || st.Failed != 0 || st.LastOK.IsZero() {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+var _ = errors.Is

@@ -1,0 +1,32 @@
+// Package sensors is gatewayd's sensor layer: it turns configured chips into
+// stamped readings handed to a reading.Sink.
+//
+// A Set is built from Specs (one per configured sensor). Run starts one
+// sampling loop per sensor; each loop reads its chip through the chip's
+// driver — periph.io's own drivers where periph has one (bmxx80, aht20,
+// scd4x, hdc302x, mcp9808, tmp102), ours in sensors/sht for the Sensirion
+// SHT3x/SHT4x, the kernel's 1-Wire sysfs (sensors/w1) for the DS18B20 —
+// stamps the values the moment the chip answered, and appends them.
+//
+// Field failures are part of the design, not exceptions: a chip that stops
+// answering is counted, logged at a limited rate, closed and re-initialised
+// with capped exponential backoff, while the other sensors go on; values
+// outside the chip's physical range are rejected; values that do not move at
+// all for Options.StuckAfter are flagged as stuck and withheld (a frozen
+// BME280 otherwise reports the same plausible number for days); a chip that
+// lost its configuration in a brown-out is detected where the chip lets us
+// read the configuration back, and re-initialised.
+//
+// `bus = "emulated"` (or "emulated:<name>") places register-level emulated
+// chips (sensors/emul) on an in-memory bus, so the real drivers run without
+// hardware: the demo, `gatewayd scan/read` and the tests use it.
+//
+// What this package must never do: import buffer/ or uplink/ (readings leave
+// only through reading.Sink), own a bus it did not open (drivers take an
+// i2c.Bus; Close closes only what the Set opened), exit or panic, or let one
+// sensor's failure stop another sensor's loop.
+//
+// Datasheets:
+//   - BME280: https://www.bosch-sensortec.com/media/boschsensortec/downloads/datasheets/bst-bme280-ds002.pdf
+//   - BMP280: https://www.bosch-sensortec.com/media/boschsensortec/downloads/datasheets/bst-bmp280-ds001.pdf
+package sensors

@@ -1,0 +1,633 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/i2c/i2creg"
+	"periph.io/x/host/v3"
+
+	"gatewayd/internal/reading"
+)
+
+// Set is a group of configured sensors sampled together.
+type Set struct {
+	log     *slog.Logger
+	opts    Options
+	sensors []*sensor
+	byName  map[string]*sensor
+
+	mu      sync.Mutex // guards the fields below
+	buses   map[string]i2c.Bus
+	closers []io.Closer
+	muxes   map[muxKey]*muxDev
+	running bool
+	closed  bool
+}
+
+// Result is one sensor's outcome in ReadOnce.
+type Result struct {
+	Sensor   string
+	Readings []reading.Reading
+	Err      error
+}
+
+// SensorStats are one sensor's counters since New.
+type SensorStats struct {
+	Name     string
+	Driver   string
+	Taken    uint64    // samples read, accepted and handed on
+	Failed   uint64    // attempts that failed (bus error, absent chip, bad CRC, lost configuration)
+	Rejected uint64    // samples read but withheld: implausible or stuck values
+	Stuck    bool      // values unchanged for StuckAfter; withheld until they move
+	LastErr  string    // last failure or rejection, "" if none yet
+	LastOK   time.Time // when the last accepted sample was taken
+	Reinits  uint64    // times the chip was re-initialised after a failure
+}
+
+// New validates specs and returns a Set. It opens no bus and talks to no
+// chip: a sensor that is missing fails (and is retried) when sampled.
+// Validation errors are *SpecError.
+func New(specs []Spec, o Options) (*Set, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.StuckAfter == 0 {
+		o.StuckAfter = DefaultStuckAfter
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 2 * time.Minute
+	}
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
+	if o.LogEvery <= 0 {
+		o.LogEvery = time.Minute
+	}
+	if o.HangAfter <= 0 {
+		o.HangAfter = time.Minute
+	}
+	if o.W1Root == "" {
+		o.W1Root = "/sys/bus/w1/devices"
+	}
+	if o.Stamp == nil {
+		o.Stamp = func() reading.Stamp { return reading.Stamp{Time: time.Now().UTC(), Synced: true} }
+	}
+	s := &Set{
+		log:    o.Logger.With("component", "sensors"),
+		opts:   o,
+		byName: map[string]*sensor{},
+		buses:  map[string]i2c.Bus{},
+		muxes:  map[muxKey]*muxDev{},
+	}
+	type place struct {
+		bus  string
+		mux  Mux
+		addr uint16
+	}
+	used := map[place]string{}
+	for i, sp := range specs {
+		sp, d, err := validate(i, sp)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := s.byName[sp.Name]; dup {
+			return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "name", Msg: "is used by another sensor"}
+		}
+		if !d.oneWire {
+			p := place{bus: sp.Bus, addr: sp.Address}
+			if sp.Mux != nil {
+				p.mux = *sp.Mux
+			}
+			if other, ok := used[p]; ok {
+				return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "address",
+					Msg: fmt.Sprintf("%#02x on %s is already used by sensor %q", sp.Address, sp.Bus, other)}
+			}
+			used[p] = sp.Name
+		}
+		se := newSensor(s, sp, d)
+		s.sensors = append(s.sensors, se)
+		s.byName[sp.Name] = se
+	}
+	return s, nil
+}
+
+// Names lists the sensors in configuration order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.sensors))
+	for i, se := range s.sensors {
+		out[i] = se.spec.Name
+	}
+	return out
+}
+
+// Run samples every sensor on its own interval and appends the readings to
+// sink until ctx is done. Failures never end it; it returns nil once ctx is
+// done and every loop has stopped, or an error if the Set is already running
+// or closed.
+func (s *Set) Run(ctx context.Context, sink reading.Sink) error {
+	s.mu.Lock()
+	if s.running || s.closed {
+		s.mu.Unlock()
+		return errors.New("sensors: set already running or closed")
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	for _, se := range s.sensors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			se.loop(ctx, sink)
+		}()
+	}
+	if s.opts.Beat != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.beat(ctx)
+		}()
+	}
+	s.log.Info("sampling", "sensors", len(s.sensors))
+	wg.Wait()
+	return nil
+}
+
+// beat calls Options.Beat twice a second while no loop is hung in a driver.
+func (s *Set) beat(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	warned := false
+	for {
+		if hung := s.hung(); hung == "" {
+			s.opts.Beat()
+			warned = false
+		} else if !warned {
+			s.log.Error("sensor stuck inside its driver; withholding the watchdog heartbeat", "sensor", hung, "after", s.opts.HangAfter)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Set) hung() string {
+	for _, se := range s.sensors {
+		se.smu.Lock()
+		b := se.busySince
+		se.smu.Unlock()
+		if !b.IsZero() && time.Since(b) > s.opts.HangAfter {
+			return se.spec.Name
+		}
+	}
+	return ""
+}
+
+// ReadOnce reads every sensor once, concurrently, and reports each outcome
+// in configuration order: what `gatewayd read` prints. Implausible values
+// are an error here.
+func (s *Set) ReadOnce(ctx context.Context) []Result {
+	rs := make([]Result, len(s.sensors))
+	var wg sync.WaitGroup
+	for i, se := range s.sensors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rds, _, err := se.sample(ctx)
+			rs[i] = Result{Sensor: se.spec.Name, Readings: rds, Err: err}
+		}()
+	}
+	wg.Wait()
+	return rs
+}
+
+// SetInterval changes a sensor's sampling interval; a running loop picks it
+// up at once.
+func (s *Set) SetInterval(name string, d time.Duration) error {
+	se, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("no sensor %q", name)
+	}
+	if d <= 0 {
+		return fmt.Errorf("interval %s: must be positive", d)
+	}
+	se.smu.Lock()
+	se.interval = d
+	se.smu.Unlock()
+	select {
+	case se.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Interval reports a sensor's sampling interval.
+func (s *Set) Interval(name string) (time.Duration, bool) {
+	se, ok := s.byName[name]
+	if !ok {
+		return 0, false
+	}
+	se.smu.Lock()
+	defer se.smu.Unlock()
+	return se.interval, true
+}
+
+// Stats reports every sensor's counters, in configuration order.
+func (s *Set) Stats() []SensorStats {
+	out := make([]SensorStats, len(s.sensors))
+	for i, se := range s.sensors {
+		se.smu.Lock()
+		out[i] = se.stats
+		se.smu.Unlock()
+	}
+	return out
+}
+
+// Close releases the chips and closes the buses the Set opened. Call it
+// after Run has returned.
+func (s *Set) Close() error {
+	for _, se := range s.sensors {
+		se.mu.Lock()
+		if se.dev != nil {
+			_ = se.dev.close()
+			se.dev = nil
+		}
+		se.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	s.buses = map[string]i2c.Bus{}
+	return errors.Join(errs...)
+}
+
+// bus returns the named bus, opening it on first use.
+func (s *Set) bus(name string) (i2c.Bus, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("sensor set closed")
+	}
+	if b, ok := s.buses[name]; ok {
+		return b, nil
+	}
+	var b i2c.Bus
+	var err error
+	switch {
+	case s.opts.OpenBus != nil:
+		b, err = s.opts.OpenBus(name)
+	case isEmulated(name):
+		var specs []Spec
+		for _, se := range s.sensors {
+			if se.spec.Bus == name && !se.drv.oneWire {
+				specs = append(specs, se.spec)
+			}
+		}
+		b, err = EmulatedBus(specs)
+	default:
+		b, err = openHostBus(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bus %s: %w", name, err)
+	}
+	if c, ok := b.(io.Closer); ok {
+		s.closers = append(s.closers, c)
+	}
+	s.buses[name] = b
+	return b, nil
+}
+
+func openHostBus(name string) (i2c.BusCloser, error) {
+	// host.Init is idempotent; it registers periph's sysfs I²C buses as
+	// "/dev/i2c-N" with the aliases "I2CN" and the number N.
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("periph host init: %w", err)
+	}
+	return i2creg.Open(name)
+}
+
+// sensor is one configured sensor and its loop's state.
+type sensor struct {
+	set  *Set
+	spec Spec
+	drv  *driver
+	log  *slog.Logger
+	sel  []int // indexes into drv.meas of the measurements sent
+	wake chan struct{}
+
+	mu     sync.Mutex // serialises chip access: Run's loop vs ReadOnce
+	dev    device
+	opened bool // the chip was opened at least once
+	vals   []float64
+
+	smu        sync.Mutex // guards the fields below
+	interval   time.Duration
+	stats      SensorStats
+	busySince  time.Time
+	last       []float64
+	lastChange time.Time
+	logged     time.Time // last error log
+	suppressed int       // error logs skipped since
+}
+
+func newSensor(s *Set, sp Spec, d *driver) *sensor {
+	se := &sensor{
+		set: s, spec: sp, drv: d,
+		log:      s.log.With("sensor", sp.Name, "driver", sp.Driver),
+		wake:     make(chan struct{}, 1),
+		vals:     make([]float64, len(d.meas)),
+		interval: sp.Interval,
+		stats:    SensorStats{Name: sp.Name, Driver: sp.Driver},
+	}
+	off := map[string]bool{}
+	if d.off != nil {
+		for _, m := range d.off(sp.Options) {
+			off[m] = true
+		}
+	}
+	for i, m := range d.meas {
+		if _, listed := sp.Properties[m.name]; listed || (len(sp.Properties) == 0 && !off[m.name]) {
+			se.sel = append(se.sel, i)
+		}
+	}
+	return se
+}
+
+// errRejected marks samples that were read but are not plausible.
+var errRejected = errors.New("rejected")
+
+// sample reads the chip once (opening it first if needed) and returns the
+// readings of the selected measurements and every raw value read.
+func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, error) {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	se.smu.Lock()
+	se.busySince = time.Now()
+	se.smu.Unlock()
+	defer func() {
+		se.smu.Lock()
+		se.busySince = time.Time{}
+		se.smu.Unlock()
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if se.dev == nil {
+		dev, err := se.open()
+		if err != nil {
+			return nil, nil, fmt.Errorf("init: %w", err)
+		}
+		se.dev = dev
+		if se.opened {
+			se.smu.Lock()
+			se.stats.Reinits++
+			se.smu.Unlock()
+		}
+		se.opened = true
+	}
+	err := se.dev.read(ctx, se.vals)
+	stamp := se.set.opts.Stamp() // the moment the chip answered
+	if err != nil {
+		// Close and re-open next time: re-initialising is what brings a
+		// reset or confused chip back.
+		_ = se.dev.close()
+		se.dev = nil
+		return nil, nil, err
+	}
+	vals := append([]float64(nil), se.vals...)
+	for i, m := range se.drv.meas {
+		v := vals[i]
+		if math.IsNaN(v) {
+			continue // switched off by the options, never sent
+		}
+		// A hair of margin: a chip at the edge of its range reads a
+		// rounding step beyond it.
+		margin := (m.max - m.min) / 1000
+		if math.IsInf(v, 0) || v < m.min-margin || v > m.max+margin {
+			return nil, vals, fmt.Errorf("%w: implausible %s %.6g %s (the chip measures %g..%g)", errRejected, m.name, v, m.unit, m.min, m.max)
+		}
+	}
+	rs := make([]reading.Reading, 0, len(se.sel))
+	for _, i := range se.sel {
+		m := se.drv.meas[i]
+		if math.IsNaN(vals[i]) {
+			continue
+		}
+		prop := se.spec.Properties[m.name]
+		if prop == "" {
+			prop = se.spec.Name + "_" + m.name
+		}
+		r := reading.Reading{Sensor: se.spec.Name, Measurement: m.name, Property: prop, Value: vals[i], Unit: m.unit}
+		r.SetStamp(stamp)
+		rs = append(rs, r)
+	}
+	return rs, vals, nil
+}
+
+// open initialises the chip through its driver.
+func (se *sensor) open() (device, error) {
+	if se.drv.oneWire {
+		return se.drv.openW1(se.set, se.spec)
+	}
+	b, err := se.set.bus(se.spec.Bus)
+	if err != nil {
+		return nil, err
+	}
+	if se.spec.Mux != nil {
+		b, err = se.set.muxPort(se.spec.Bus, b, *se.spec.Mux)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return se.drv.open(b, se.spec.Address, se.spec.Options)
+}
+
+// loop is one sensor's sampling loop.
+func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
+	fails := 0
+	failing := false
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var start time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-se.wake:
+			// New interval: the next sample is due one new interval after
+			// the last one started.
+			if fails == 0 && !start.IsZero() {
+				timer.Stop()
+				timer.Reset(max(0, time.Until(start.Add(se.currentInterval()))))
+			}
+			continue
+		case <-timer.C:
+		}
+		start = time.Now()
+		rs, vals, err := se.sample(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := se.currentInterval() - time.Since(start)
+		switch {
+		case err == nil:
+			fails = 0
+			if se.checkStuck(vals) {
+				se.dropDev()
+				break
+			}
+			if err := sink.Append(ctx, rs); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				se.logErr("append readings", err)
+				break
+			}
+			se.smu.Lock()
+			se.stats.Taken++
+			se.stats.LastOK = rs[0].Time
+			se.smu.Unlock()
+		case errors.Is(err, errRejected):
+			fails = 0
+			se.smu.Lock()
+			se.stats.Rejected++
+			se.stats.LastErr = err.Error()
+			se.smu.Unlock()
+			se.logErr("reading rejected", err)
+		default:
+			fails++
+			se.smu.Lock()
+			se.stats.Failed++
+			se.stats.LastErr = err.Error()
+			se.smu.Unlock()
+			wait = se.backoff(fails)
+			se.logErr("read failed", err, "consecutive", fails, "retry_in", wait.Round(time.Millisecond))
+		}
+		if err == nil && failing {
+			failing = false
+			se.smu.Lock()
+			se.logged, se.suppressed = time.Time{}, 0
+			se.smu.Unlock()
+			se.log.Info("sensor recovered")
+		} else if err != nil && !errors.Is(err, errRejected) {
+			failing = true
+		}
+		timer.Reset(max(0, wait))
+	}
+}
+
+func (se *sensor) currentInterval() time.Duration {
+	se.smu.Lock()
+	defer se.smu.Unlock()
+	return se.interval
+}
+
+// backoff is the capped exponential wait before the next attempt after
+// fails consecutive failures.
+func (se *sensor) backoff(fails int) time.Duration {
+	o := se.set.opts
+	d := o.BackoffMin
+	for i := 1; i < fails && d < o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, o.BackoffMax)
+}
+
+// logErr logs at most one error per LogEvery for this sensor, telling how
+// many were left out in between: a dead sensor must not flood the log.
+func (se *sensor) logErr(msg string, err error, args ...any) {
+	se.smu.Lock()
+	now := time.Now()
+	if !se.logged.IsZero() && now.Sub(se.logged) < se.set.opts.LogEvery {
+		se.suppressed++
+		se.smu.Unlock()
+		return
+	}
+	n := se.suppressed
+	se.logged, se.suppressed = now, 0
+	se.smu.Unlock()
+	args = append(args, "err", err)
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	se.log.Warn(msg, args...)
+}
+
+// checkStuck tracks whether the values moved and reports whether they have
+// been frozen for StuckAfter (the sample is then withheld and the chip
+// re-initialised, which is what unfreezes a latched-up BME280).
+func (se *sensor) checkStuck(vals []float64) bool {
+	after := se.set.opts.StuckAfter
+	now := time.Now()
+	se.smu.Lock()
+	defer se.smu.Unlock()
+	moved := se.last == nil
+	for i := range vals {
+		if !moved && !(vals[i] == se.last[i] || (math.IsNaN(vals[i]) && math.IsNaN(se.last[i]))) {
+			moved = true
+		}
+	}
+	se.last = append(se.last[:0], vals...)
+	if moved {
+		se.lastChange = now
+		if se.stats.Stuck {
+			se.stats.Stuck = false
+			se.log.Info("values moving again; stuck flag cleared")
+		}
+		return false
+	}
+	if after < 0 || now.Sub(se.lastChange) < after {
+		return false
+	}
+	se.stats.Rejected++
+	if !se.stats.Stuck {
+		se.stats.Stuck = true
+		se.stats.LastErr = fmt.Sprintf("values unchanged for %s: stuck", now.Sub(se.lastChange).Round(time.Second))
+		se.log.Warn("values frozen; withholding readings and re-initialising the chip", "unchanged_for", now.Sub(se.lastChange).Round(time.Millisecond))
+	}
+	return true
+}
+
+// dropDev closes the chip so the next sample re-initialises it.
+func (se *sensor) dropDev() {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.dev != nil {
+		_ = se.dev.close()
+		se.dev = nil
+	}
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,69 @@
+package sensors
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestSpecValidation(t *testing.T) {
+	ok := Spec{Name: "air", Driver: "bme280", Bus: "/dev/i2c-1"}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Spec)
+		key  string
+	}{
+		{"empty name", func(s *Spec) { s.Name = " " }, "name"},
+		{"unknown driver", func(s *Spec) { s.Driver = "bme680" }, "driver"},
+		{"no bus", func(s *Spec) { s.Bus = "" }, "bus"},
+		{"bad address", func(s *Spec) { s.Address = 0x40 }, "address"},
+		{"negative interval", func(s *Spec) { s.Interval = -1 }, "interval"},
+		{"unknown measurement", func(s *Spec) { s.Properties = map[string]string{"co2": "x"} }, "properties.co2"},
+		{"empty property", func(s *Spec) { s.Properties = map[string]string{"humidity": ""} }, "properties.humidity"},
+		{"unknown option", func(s *Spec) { s.Options = map[string]string{"heater": "on"} }, "options.heater"},
+		{"bad oversampling", func(s *Spec) { s.Options = map[string]string{"oversampling": "3"} }, "options.oversampling"},
+		{"filter without standby", func(s *Spec) { s.Options = map[string]string{"filter": "4"} }, "options.filter"},
+		{"bad standby", func(s *Spec) { s.Options = map[string]string{"standby": "10"} }, "options.standby"},
+		{"sent but off", func(s *Spec) {
+			s.Options = map[string]string{"humidity_oversampling": "off"}
+			s.Properties = map[string]string{"humidity": "h"}
+		}, "properties.humidity"},
+		{"emulate unknown", func(s *Spec) { s.Emulate = map[string]float64{"co2": 400} }, "emulate.co2"},
+		{"mux address", func(s *Spec) { s.Mux = &Mux{Address: 0x20} }, "mux.address"},
+		{"mux channel", func(s *Spec) { s.Mux = &Mux{Channel: 8} }, "mux.channel"},
+		{"device on i2c", func(s *Spec) { s.Device = "28-000000000001" }, "device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := ok
+			tc.mod(&sp)
+			_, err := New([]Spec{sp}, Options{})
+			var se *SpecError
+			if !errors.As(err, &se) || se.Key != tc.key || se.Index != 0 {
+				t.Fatalf("got %v, want a SpecError on %q", err, tc.key)
+			}
+		})
+	}
+	if _, err := New([]Spec{ok}, Options{}); err != nil {
+		t.Fatalf("valid spec refused: %v", err)
+	}
+	_, err := New([]Spec{ok, ok}, Options{})
+	var se *SpecError
+	if !errors.As(err, &se) || se.Key != "name" || se.Index != 1 {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	other := ok
+	other.Name = "two"
+	_, err = New([]Spec{ok, other}, Options{})
+	if !errors.As(err, &se) || se.Key != "address" {
+		t.Fatalf("two sensors on one address: %v", err)
+	}
+}
+
+func TestMeasurements(t *testing.T) {
+	m, err := Measurements("bme280")
+	if err != nil || len(m) != 3 || m[0] != "temperature" || m[1] != "humidity" || m[2] != "pressure" {
+		t.Fatalf("bme280: %v %v", m, err)
+	}
+	if _, err := Measurements("nope"); err == nil {
+		t.Fatal("unknown driver accepted")
+	}
+}
