@@ -1,0 +1,197 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// DefaultBound is the heartbeat bound of a loop that beats without having
+// been registered.
+const DefaultBound = 2 * time.Minute
+
+// Options configure a Health. The zero value talks to the systemd of the
+// environment (NOTIFY_SOCKET, WATCHDOG_USEC) and writes only its own metrics.
+type Options struct {
+	// Logger: zero is slog.Default().
+	Logger *slog.Logger
+	// Now: zero is time.Now.
+	Now func() time.Time
+	// Notify sends one sd_notify state. Zero: go-systemd's daemon.SdNotify,
+	// which writes to $NOTIFY_SOCKET and does nothing when it is unset.
+	Notify func(state string) (sent bool, err error)
+	// Watchdog is systemd's WatchdogSec. Zero: taken from WATCHDOG_USEC (and
+	// WATCHDOG_PID) as systemd sets them; no watchdog there means none is
+	// fed. Negative: never feed.
+	Watchdog time.Duration
+	// DefaultBound applies to loops that Beat without Register. Zero:
+	// DefaultBound.
+	DefaultBound time.Duration
+	// Collect writes the daemon's metrics on every /metrics request. Zero:
+	// only the health package's own metrics are served.
+	Collect Collector
+}
+
+type heart struct {
+	bound time.Duration
+	last  time.Time
+	beats uint64
+}
+
+// Health tracks heartbeats, feeds the systemd watchdog and serves /healthz
+// and /metrics. It is safe for concurrent use.
+type Health struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	hearts   map[string]*heart
+	feeds    uint64
+	stuck    bool   // the last feed was withheld, to log each change once
+	lastErrs string // collector errors last logged, to log each change once
+}
+
+// New returns a Health with no registered loops.
+func New(opts Options) *Health {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(state string) (bool, error) { return daemon.SdNotify(false, state) }
+	}
+	if opts.DefaultBound <= 0 {
+		opts.DefaultBound = DefaultBound
+	}
+	return &Health{opts: opts, log: opts.Logger.With("component", "health"), hearts: map[string]*heart{}}
+}
+
+// Register declares a loop that must Beat at least once per bound. Its
+// first bound starts now, so a loop that never starts is caught too.
+// Registering again changes the bound and counts as a beat.
+func (h *Health) Register(name string, bound time.Duration) {
+	if bound <= 0 {
+		bound = h.opts.DefaultBound
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hearts[name] = &heart{bound: bound, last: h.opts.Now()}
+}
+
+// Beat records that the named loop made progress. An unregistered name is
+// registered with Options.DefaultBound.
+func (h *Health) Beat(name string) {
+	now := h.opts.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ht, ok := h.hearts[name]
+	if !ok {
+		ht = &heart{bound: h.opts.DefaultBound}
+		h.hearts[name] = ht
+	}
+	ht.last = now
+	ht.beats++
+}
+
+// Check returns nil while every registered loop beat within its bound, and
+// otherwise an error naming each stuck loop and how long it has been quiet.
+func (h *Health) Check() error {
+	now := h.opts.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var stuck []string
+	for _, name := range h.namesLocked() {
+		ht := h.hearts[name]
+		if age := now.Sub(ht.last); age > ht.bound {
+			stuck = append(stuck, fmt.Sprintf("%s: no heartbeat for %s (bound %s)",
+				name, age.Round(time.Millisecond), ht.bound))
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("pipeline stuck: %s", strings.Join(stuck, "; "))
+	}
+	return nil
+}
+
+func (h *Health) namesLocked() []string {
+	names := make([]string, 0, len(h.hearts))
+	for n := range h.hearts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Run tells systemd the daemon is ready, feeds its watchdog while the
+// pipeline is alive, and says STOPPING=1 when ctx ends (the start of the
+// drain). Call it once, after everything is opened. It returns nil when ctx
+// ends; failing to reach systemd is logged, never fatal.
+func (h *Health) Run(ctx context.Context) error {
+	h.notify("READY=1\nSTATUS=running")
+	wd := h.opts.Watchdog
+	if wd == 0 {
+		d, err := daemon.SdWatchdogEnabled(false)
+		if err != nil {
+			h.log.Warn("ignoring malformed watchdog environment", "err", err)
+		}
+		wd = d
+	}
+	var tick <-chan time.Time
+	if wd > 0 {
+		// Half the interval, as systemd recommends, so one late tick is
+		// not a restart.
+		t := time.NewTicker(wd / 2)
+		defer t.Stop()
+		tick = t.C
+		h.log.Info("feeding the systemd watchdog while the pipeline is alive", "watchdog", wd)
+		h.feed()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			h.notify("STOPPING=1\nSTATUS=stopping")
+			return nil
+		case <-tick:
+			h.feed()
+		}
+	}
+}
+
+// feed sends WATCHDOG=1 only while alive: when a loop is wedged systemd's
+// watchdog fires and restarts the daemon, which is the point.
+func (h *Health) feed() {
+	err := h.Check()
+	h.mu.Lock()
+	wasStuck := h.stuck
+	h.stuck = err != nil
+	h.mu.Unlock()
+	if err != nil {
+		if !wasStuck {
+			h.log.Error("not feeding the watchdog", "err", err)
+		}
+		h.notify("STATUS=" + err.Error())
+		return
+	}
+	if wasStuck {
+		h.log.Info("pipeline alive again; feeding the watchdog")
+		h.notify("STATUS=running")
+	}
+	h.mu.Lock()
+	h.feeds++
+	h.mu.Unlock()
+	h.notify("WATCHDOG=1")
+}
+
+func (h *Health) notify(state string) {
+	if _, err := h.opts.Notify(state); err != nil {
+		h.log.Warn("sd_notify failed", "state", strings.SplitN(state, "\n", 2)[0], "err", err)
+	}
+}
