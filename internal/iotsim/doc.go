@@ -1,0 +1,16 @@
+// Package iotsim is a local stand-in for the Alibaba Cloud IoT Platform's
+// MQTT side, built on mochi-mqtt: tests start it in-process on loopback
+// ports, and cmd/iotsim wraps it for the demo.
+//
+// It checks what the real platform checks — the signed CONNECT (clientId
+// format, username "dn&pk", HMAC password per signmethod, keepalive
+// 30..1200 s), the Alink JSON of property, batch and history posts (numeric
+// string ids, at most 200 properties, times within 24 h for posts, floats
+// with a decimal point), the 256 KB packet limit (silently dropped) — and
+// answers *_reply like the platform. Tests can inject reply codes, an
+// outage, a per-device rate limit (429), property sets, NTP and control
+// messages.
+//
+// It is a development tool: it must never be needed by the product, and it
+// keeps everything in memory.
+package iotsim

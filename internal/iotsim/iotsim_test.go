@@ -1,0 +1,129 @@
+package iotsim_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"gatewayd/internal/iotsim"
+	"gatewayd/uplink"
+)
+
+const (
+	pk, dn, secret = "pk1", "dev1", "sec1"
+)
+
+func start(t *testing.T) *iotsim.Server {
+	t.Helper()
+	s, err := iotsim.Start(iotsim.Options{TCPAddr: "127.0.0.1:0",
+		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func wait(t *testing.T, tok mqtt.Token) error {
+	t.Helper()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-time.After(5 * time.Second):
+		t.Fatal("token timed out")
+		return nil
+	}
+}
+
+// dial connects a plain paho client signed with the given secret and
+// client id parameters.
+func dial(t *testing.T, s *iotsim.Server, sec, method string, keepalive time.Duration) (mqtt.Client, *mqtt.ConnectToken, error) {
+	t.Helper()
+	pw, err := uplink.Sign(method, pk, dn, sec, "c1", "123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + s.TCPAddr()).
+		SetClientID(uplink.ClientIDField("c1", false, method, "123")).
+		SetUsername(dn + "&" + pk).SetPassword(pw).SetKeepAlive(keepalive).SetAutoReconnect(false).SetCleanSession(false).SetProtocolVersion(4)
+	cl := mqtt.NewClient(o)
+	tok := cl.Connect()
+	err = wait(t, tok)
+	t.Cleanup(func() { cl.Disconnect(0) })
+	return cl, tok.(*mqtt.ConnectToken), err
+}
+
+func TestConnectChecks(t *testing.T) {
+	s := start(t)
+	for _, m := range []string{"hmacsha256", "hmacsha1", "hmacmd5"} {
+		if _, _, err := dial(t, s, secret, m, 60*time.Second); err != nil {
+			t.Errorf("%s: valid login refused: %v", m, err)
+		}
+	}
+	_, tok, err := dial(t, s, "wrong", "hmacsha256", 60*time.Second)
+	if err == nil || tok.ReturnCode() != 4 {
+		t.Errorf("wrong secret: err %v, return code %d; want 4", err, tok.ReturnCode())
+	}
+	_, tok, err = dial(t, s, secret, "hmacsha256", 10*time.Second)
+	if err == nil || tok.ReturnCode() != 2 {
+		t.Errorf("keepalive 10s: err %v, code %d; want refusal", err, tok.ReturnCode())
+	}
+	s.SetOutage(true)
+	_, tok, err = dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err == nil || tok.ReturnCode() != 3 {
+		t.Errorf("outage: err %v, code %d; want 3", err, tok.ReturnCode())
+	}
+	var codes []byte
+	for _, c := range s.Connects() {
+		codes = append(codes, c.Code)
+	}
+	if string(codes) != string([]byte{0, 0, 0, 4, 2, 3}) {
+		t.Errorf("recorded codes %v", codes)
+	}
+}
+
+func TestPostReplies(t *testing.T) {
+	s := start(t)
+	cl, _, err := dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan map[string]any, 10)
+	base := "/sys/" + pk + "/" + dn + "/thing/event/property/"
+	if err := wait(t, cl.Subscribe(base+"post_reply", 1, func(_ mqtt.Client, m mqtt.Message) {
+		var r map[string]any
+		json.Unmarshal(m.Payload(), &r)
+		replies <- r
+	})); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for _, tc := range []struct {
+		body string
+		code float64
+	}{
+		{`{"id":"1","version":"1.0","params":{"t":{"value":20.5,"time":` + itoa(now) + `}},"method":"thing.event.property.post"}`, 200},
+		{`{"id":"2","version":"1.0","params":{"t":{"value":20,"time":` + itoa(now) + `}},"method":"thing.event.property.post"}`, 460},
+		{`{"id":"3","version":"1.0","params":{"t":{"value":20.5,"time":` + itoa(now-25*3600*1000) + `}},"method":"thing.event.property.post"}`, 460},
+		{`{"id":"4","version":"1.0","params":{"t":{"value":20.5,"time":` + itoa(now) + `}},"method":"thing.event.property.batch.post"}`, 460},
+	} {
+		if err := wait(t, cl.Publish(base+"post", 1, false, tc.body)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-replies:
+			if r["code"] != tc.code {
+				t.Errorf("%s: reply %v, want code %v", tc.body, r, tc.code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no reply", tc.body)
+		}
+	}
+	if acc := s.Accepted(); len(acc) != 1 || acc[0].Value != 20.5 || acc[0].MsgID != "1" {
+		t.Fatalf("accepted %+v", acc)
+	}
+}
+
+func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }

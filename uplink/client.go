@@ -1,0 +1,382 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/time/rate"
+
+	"gatewayd/internal/reading"
+)
+
+// Errors Run and its helpers wrap.
+var (
+	// ErrAuth: the far end refused our credentials (CONNACK 4 or 5).
+	ErrAuth = errors.New("credentials refused")
+	// ErrConnectionLost: an established connection broke.
+	ErrConnectionLost = errors.New("connection lost")
+	errRunning        = errors.New("uplink: Run is already running")
+)
+
+// Client is the uplink. Create it with New, run it with Run.
+type Client struct {
+	o       Options
+	src     reading.Source
+	log     *slog.Logger
+	lim     *rate.Limiter // nil: unlimited
+	gate    *logGate
+	stats   statsBox
+	running atomic.Bool
+	nextID  atomic.Uint64
+
+	inbound chan inboundMsg // paho handlers -> send loop
+	jobs    chan job        // send loop -> downlink worker
+
+	mu   sync.Mutex
+	conn mqtt.Client // current connection, for the downlink worker's replies
+}
+
+type inboundMsg struct {
+	topic   string
+	payload []byte
+}
+
+// New validates o and returns a Client that drains src.
+func New(o Options, src reading.Source) (*Client, error) {
+	if src == nil {
+		return nil, errors.New("uplink: nil reading source")
+	}
+	opts, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		o:       opts,
+		src:     src,
+		log:     opts.Logger.With("component", "uplink", "platform", opts.Platform),
+		gate:    newLogGate(30 * time.Second),
+		inbound: make(chan inboundMsg, 256),
+		jobs:    make(chan job, 8),
+	}
+	if opts.MaxMessagesPerSecond > 0 {
+		burst := int(math.Ceil(opts.MaxMessagesPerSecond))
+		c.lim = rate.NewLimiter(rate.Limit(opts.MaxMessagesPerSecond), burst)
+	}
+	// Ids are unique per device per day: start at the milliseconds since
+	// UTC midnight and count up. A restart later the same day starts above
+	// every id used before as long as we averaged under 1000 messages/s.
+	now := opts.Now().UTC()
+	mid := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	c.nextID.Store(uint64(now.Sub(mid).Milliseconds()))
+	if _, err := c.tlsConfigIfNeeded(); err != nil {
+		return nil, fmt.Errorf("uplink options: %w", err)
+	}
+	return c, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats { return c.stats.snapshot() }
+
+func (c *Client) newID() string {
+	return strconv.FormatUint((c.nextID.Add(1)-1)%(1<<32), 10)
+}
+
+// beat tells the watchdog the send loop is alive.
+func (c *Client) beat() {
+	if c.o.Beat != nil {
+		c.o.Beat()
+	}
+}
+
+// sleep waits d or until ctx ends, beating meanwhile; false if ctx ended.
+func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.beat()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-tick.C:
+		}
+	}
+}
+
+// waitToken waits for a paho token, the context, or the timeout, beating.
+func (c *Client) waitToken(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.beat()
+		select {
+		case <-tok.Done():
+			return tok.Error()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return fmt.Errorf("no answer within %v", timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// backoff is the capped exponential backoff with full jitter: a fleet of
+// boards must not reconnect in lockstep after a platform outage.
+func (c *Client) backoff(failures int) time.Duration {
+	ceil := c.o.BackoffMax
+	if failures < 30 {
+		if d := c.o.BackoffMin << (failures - 1); d > 0 && d < ceil {
+			ceil = d
+		}
+	}
+	if failures <= 0 {
+		ceil = c.o.BackoffMin
+	}
+	// Full jitter, but never below a tenth of the floor: zero waits in a
+	// row would be a storm of their own.
+	return c.o.BackoffMin/10 + rand.N(ceil)
+}
+
+// Run connects, drains the source until ctx ends, then disconnects. It
+// returns nil after a clean stop; it never gives up on its own.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errRunning
+	}
+	defer c.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { c.worker(ctx) })
+
+	failures := 0
+	for ctx.Err() == nil {
+		cl, lost, err := c.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failures++
+			c.stats.update(func(s *Stats) { s.ConnectFailures++; s.LastErr = err.Error() })
+			d := c.backoff(failures)
+			if errors.Is(err, ErrAuth) {
+				// Credentials do not fix themselves: wait the cap (with
+				// jitter) instead of hammering the platform.
+				d = c.o.BackoffMax/2 + rand.N(c.o.BackoffMax/2+1)
+			}
+			if ok, n := c.gate.allow("connect", c.o.Now()); ok {
+				c.log.Error("connect failed", "err", err, "retry_in", d.Round(time.Millisecond), "attempt", failures, "suppressed", n)
+			}
+			if !c.sleep(ctx, d) {
+				break
+			}
+			continue
+		}
+		failures = 0
+		c.setConn(cl)
+		c.stats.update(func(s *Stats) { s.Connected = true; s.Connects++; s.LastConnect = c.o.Now() })
+		c.log.Info("connected", "server", c.serverDesc())
+		err = c.serve(ctx, cl, lost)
+		c.setConn(nil)
+		c.stats.update(func(s *Stats) { s.Connected = false; s.Inflight = 0 })
+		if ctx.Err() != nil {
+			// Clean disconnect: DISCONNECT tells the platform we left on
+			// purpose; 250ms lets paho flush it.
+			cl.Disconnect(250)
+			break
+		}
+		cl.Disconnect(0)
+		c.stats.update(func(s *Stats) { s.LastErr = err.Error() })
+		failures = 1
+		d := c.backoff(failures)
+		if ok, n := c.gate.allow("lost", c.o.Now()); ok {
+			c.log.Warn("disconnected", "err", err, "retry_in", d.Round(time.Millisecond), "suppressed", n)
+		}
+		if !c.sleep(ctx, d) {
+			break
+		}
+	}
+	c.log.Info("stopped")
+	return nil
+}
+
+func (c *Client) setConn(cl mqtt.Client) {
+	c.mu.Lock()
+	c.conn = cl
+	c.mu.Unlock()
+}
+
+func (c *Client) currentConn() mqtt.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+func (c *Client) serverDesc() string {
+	if c.o.Platform == PlatformMQTT {
+		return c.o.Broker
+	}
+	return c.o.Endpoint
+}
+
+// dialTarget returns host:port and whether to use TLS.
+func (c *Client) dialTarget() (string, bool, error) {
+	if c.o.Platform == PlatformAliyun {
+		return c.o.Endpoint, c.o.TLS, nil
+	}
+	u, err := url.Parse(c.o.Broker)
+	if err != nil {
+		return "", false, err
+	}
+	return u.Host, u.Scheme == "tls" || u.Scheme == "ssl" || u.Scheme == "mqtts", nil
+}
+
+func (c *Client) tlsConfigIfNeeded() (*tls.Config, error) {
+	addr, useTLS, err := c.dialTarget()
+	if err != nil || !useTLS {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.tlsConfig(host)
+}
+
+// connect dials (TLS verified by us, so a wrong clock can be named), sends
+// the CONNECT and subscribes to the downlink topics.
+func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
+	addr, useTLS, err := c.dialTarget()
+	if err != nil {
+		return nil, nil, err
+	}
+	tcfg, err := c.tlsConfigIfNeeded()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := mqtt.NewClientOptions()
+	opts.AddBroker("tcp://" + addr) // the dial below decides TLS
+	opts.SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
+		defer cancel()
+		var d net.Dialer
+		raw, err := d.DialContext(dctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		if !useTLS {
+			return raw, nil
+		}
+		tc := tls.Client(raw, tcfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, explainTLS(err, c.o.Now()))
+		}
+		return tc, nil
+	})
+	switch c.o.Platform {
+	case PlatformAliyun:
+		cid := ClientIDField(c.o.ClientID, c.o.TLS, c.o.SignMethod, sdkTimestamp)
+		pw, err := Sign(c.o.SignMethod, c.o.ProductKey, c.o.DeviceName, c.o.DeviceSecret, c.o.ClientID, sdkTimestamp)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.SetClientID(cid)
+		opts.SetUsername(c.o.DeviceName + "&" + c.o.ProductKey)
+		opts.SetPassword(pw)
+	default:
+		opts.SetClientID(c.o.ClientID)
+		opts.SetUsername(c.o.Username)
+		opts.SetPassword(c.o.Password)
+	}
+	// A persistent session keeps the platform's subscriptions across
+	// reconnects; a fresh paho client (and store) per connection keeps paho
+	// from resending messages we already released to the source.
+	opts.SetCleanSession(false)
+	opts.SetProtocolVersion(4)
+	opts.SetKeepAlive(c.o.Keepalive)
+	opts.SetPingTimeout(min(c.o.Keepalive, 10*time.Second))
+	opts.SetAutoReconnect(false)
+	opts.SetConnectRetry(false)
+	opts.SetConnectTimeout(c.o.ConnectTimeout)
+	opts.SetWriteTimeout(c.o.ConnectTimeout)
+	opts.SetOrderMatters(false)
+	lost := make(chan error, 1)
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		select {
+		case lost <- fmt.Errorf("%w: %w", ErrConnectionLost, err):
+		default:
+		}
+	})
+	opts.SetDefaultPublishHandler(c.onMessage)
+	cl := mqtt.NewClient(opts)
+	tok := cl.Connect()
+	if err := c.waitToken(ctx, tok, c.o.ConnectTimeout+time.Second); err != nil {
+		cl.Disconnect(0)
+		if ct, ok := tok.(*mqtt.ConnectToken); ok {
+			switch ct.ReturnCode() {
+			case 4:
+				return nil, nil, fmt.Errorf("connect to %s: %w: CONNACK 4 bad user name or password (check product key, device name, device secret and sign method): %w", addr, ErrAuth, err)
+			case 5:
+				return nil, nil, fmt.Errorf("connect to %s: %w: CONNACK 5 not authorised (device disabled or deleted, or the credentials are wrong): %w", addr, ErrAuth, err)
+			}
+		}
+		return nil, nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	subs := map[string]byte{c.o.ControlTopic: 1}
+	if c.o.Platform == PlatformAliyun {
+		pk, dn := c.o.ProductKey, c.o.DeviceName
+		for _, k := range []kind{kindPost, kindBatch, kindHistory} {
+			subs[sysTopic(pk, dn, k.topicSuffix()+"_reply")] = 1
+		}
+		subs[sysTopic(pk, dn, topicPropertySet)] = 1
+		if c.o.OnServerTime != nil {
+			subs["/ext/ntp/"+pk+"/"+dn+"/response"] = 1
+		}
+	}
+	if err := c.waitToken(ctx, cl.SubscribeMultiple(subs, c.onMessage), c.o.ConnectTimeout); err != nil {
+		cl.Disconnect(0)
+		return nil, nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return cl, lost, nil
+}
+
+// onMessage runs on paho's goroutines: copy and hand over, never block long.
+func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
+	p := append([]byte(nil), m.Payload()...)
+	select {
+	case c.inbound <- inboundMsg{topic: m.Topic(), payload: p}:
+	case <-time.After(5 * time.Second):
+		if ok, n := c.gate.allow("inbound-full", c.o.Now()); ok {
+			c.log.Warn("downlink message dropped: send loop busy", "topic", m.Topic(), "suppressed", n)
+		}
+	}
+}
+
+func rateLimit(f float64) rate.Limit { return rate.Limit(f) }
+
+func randN(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}

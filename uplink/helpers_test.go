@@ -1,0 +1,192 @@
+package uplink_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"gatewayd/internal/iotsim"
+	"gatewayd/internal/reading"
+	"gatewayd/internal/testutil"
+	"gatewayd/uplink"
+)
+
+const (
+	pk     = "a1hQSwFledE"
+	dn     = "greenhouse-7"
+	secret = "s3cr3t-device-secret"
+)
+
+// logBuf collects log output for assertions and shows it on failure.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newLogger(t testing.TB) (*slog.Logger, *logBuf) {
+	lb := &logBuf{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", lb.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
+}
+
+type sim struct {
+	*iotsim.Server
+	caFile string
+	out    *logBuf
+}
+
+func startSim(t testing.TB, mut func(o *iotsim.Options)) *sim {
+	t.Helper()
+	ca := testutil.NewCA(t, "iotsim")
+	cert, key := ca.Issue(t, "iotsim-server", testutil.CertOpts{})
+	out := &logBuf{}
+	o := iotsim.Options{
+		TLSAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", CertFile: cert, KeyFile: key,
+		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}},
+		Out:     out,
+	}
+	if mut != nil {
+		mut(&o)
+	}
+	s, err := iotsim.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &sim{Server: s, caFile: ca.File, out: out}
+}
+
+// simOptions are uplink options for the emulator with test-sized timings.
+func simOptions(s *sim, log *slog.Logger) uplink.Options {
+	return uplink.Options{
+		ProductKey: pk, DeviceName: dn, DeviceSecret: secret,
+		Endpoint: s.TLSAddr(), TLS: true, CAFile: s.caFile, CAReplace: true,
+		Keepalive: 30 * time.Second, MaxMessagesPerSecond: 500,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
+		ReplyTimeout: 2 * time.Second, ConnectTimeout: 3 * time.Second,
+		Logger: log,
+	}
+}
+
+// run starts c.Run and returns a stop function that waits for it (bounded).
+func run(t testing.TB, c *uplink.Client) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("Run did not return within 5s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newClient(t testing.TB, o uplink.Options, src reading.Source) *uplink.Client {
+	t.Helper()
+	c, err := uplink.New(o, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// liveReadings returns n readings of three properties taken just now.
+func liveReadings(n int, at time.Time) []reading.Reading {
+	props := []string{"temperature", "humidity", "pressure"}
+	var rs []reading.Reading
+	for i := 0; i < n; i++ {
+		p := props[i%3]
+		rs = append(rs, reading.Reading{Sensor: "air", Measurement: p, Property: p, Value: 20 + float64(i)/8,
+			Unit: "x", Time: at.Add(time.Duration(i) * time.Millisecond).Truncate(time.Millisecond), Synced: true})
+	}
+	return rs
+}
+
+func waitToken(t testing.TB, tok mqtt.Token) {
+	t.Helper()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("paho token timed out")
+	}
+}
+
+func tlsTo(t testing.TB, caFile string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// subscriber is a plain paho client collecting what a broker delivers.
+type subscriber struct {
+	mu   sync.Mutex
+	msgs []mqtt.Message
+	cl   mqtt.Client
+}
+
+func subscribe(t testing.TB, broker string, tc *tls.Config, topic string, mut func(*mqtt.ClientOptions)) *subscriber {
+	t.Helper()
+	s := &subscriber{}
+	o := mqtt.NewClientOptions().AddBroker(broker).SetClientID("test-sub").SetTLSConfig(tc).SetAutoReconnect(false)
+	if mut != nil {
+		mut(o)
+	}
+	s.cl = mqtt.NewClient(o)
+	waitToken(t, s.cl.Connect())
+	waitToken(t, s.cl.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
+		s.mu.Lock()
+		s.msgs = append(s.msgs, m)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(func() { s.cl.Disconnect(100) })
+	return s
+}
+
+func (s *subscriber) messages() []mqtt.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]mqtt.Message(nil), s.msgs...)
+}
