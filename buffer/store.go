@@ -175,9 +175,10 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 
 // checkAndScan verifies the file in the order that keeps it safe: the file
 // must hold every page bbolt thinks it has (a truncated file would fault),
-// then our own walk touches every page of our buckets, and only then does
-// bbolt's checker (which runs in a goroutine of its own, where a fault could
-// not be recovered) look at the page structure.
+// rawCheck proves every reachable key and value lies inside its page, our
+// own walk decodes every record, and only then does bbolt's checker (which
+// runs in a goroutine of its own, where a fault could not be recovered) look
+// at the page structure and the freelist.
 func checkAndScan(tx *bolt.Tx, op *opened) error {
 	fi, err := os.Stat(tx.DB().Path())
 	if err != nil {
@@ -185,6 +186,9 @@ func checkAndScan(tx *bolt.Tx, op *opened) error {
 	}
 	if fi.Size() < tx.Size() {
 		return fmt.Errorf("%w: truncated: %d bytes on disk, %d in use", ErrCorrupt, fi.Size(), tx.Size())
+	}
+	if err := rawCheck(tx.DB().Path()); err != nil {
+		return err
 	}
 	rb, db, mb := tx.Bucket(bucketReadings), tx.Bucket(bucketDead), tx.Bucket(bucketMeta)
 	if rb == nil || db == nil || mb == nil {

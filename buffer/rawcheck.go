@@ -1,0 +1,244 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"os"
+)
+
+// bbolt's on-disk layout (go.etcd.io/bbolt/internal/common, stable since
+// boltdb): a page is a 16-byte header (id u64, flags u16, count u16,
+// overflow u32) followed by 16-byte elements; the meta page holds the root
+// bucket, the freelist page id, the high-water mark and a checksum. bbolt
+// writes it in native byte order; every board we build for is little endian.
+const (
+	pageHeader = 16
+	elemSize   = 16
+
+	flagBranch   = 0x01
+	flagLeaf     = 0x02
+	flagMeta     = 0x04
+	flagFreelist = 0x10
+	bucketLeaf   = 0x01
+
+	boltMagic   = 0xED0CDAED
+	boltVersion = 2
+	noFreelist  = ^uint64(0)
+	maxDepth    = 64
+)
+
+var le = binary.LittleEndian
+
+// rawMeta is the part of a bbolt meta page the walk needs.
+type rawMeta struct {
+	pageSize uint32
+	root     uint64
+	freelist uint64
+	hwm      uint64
+	txid     uint64
+}
+
+// rawCheck proves, by reading the file itself, that every page bbolt can
+// reach from its current meta page lies inside the file and that every key
+// and value of every element lies inside its page. bbolt reads its file
+// through a memory mapping and trusts those offsets: a damaged one makes it
+// fault on memory outside the mapping, which no recover() can catch in
+// bbolt's own checker goroutine. Only after this walk passes is it safe to
+// let bbolt's consistency check loose on the file.
+func rawCheck(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("raw check: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("raw check: %w", err)
+	}
+	w := &walker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
+	m, err := w.currentMeta()
+	if err != nil {
+		return err
+	}
+	w.ps = int64(m.pageSize)
+	w.hwm = m.hwm
+	if int64(m.hwm)*w.ps > w.size {
+		return fmt.Errorf("%w: truncated: high-water mark %d pages of %d bytes, file %d bytes", ErrCorrupt, m.hwm, w.ps, w.size)
+	}
+	if m.freelist != noFreelist {
+		if err := w.freelist(m.freelist); err != nil {
+			return err
+		}
+	}
+	return w.tree(m.root, 0)
+}
+
+type walker struct {
+	f    *os.File
+	size int64
+	ps   int64
+	hwm  uint64
+	seen map[uint64]bool
+}
+
+func (w *walker) currentMeta() (rawMeta, error) {
+	var best rawMeta
+	found := false
+	// meta0 is at offset 0; meta1 one page later, and the page size is in
+	// the meta pages themselves, so try the sizes bbolt may have used.
+	buf := make([]byte, pageHeader+64)
+	tryAt := func(off int64) {
+		if _, err := w.f.ReadAt(buf, off); err != nil {
+			return
+		}
+		m, ok := parseMeta(buf)
+		if ok && (!found || m.txid > best.txid) {
+			best, found = m, true
+		}
+	}
+	tryAt(0)
+	for _, ps := range []int64{4096, 8192, 16384, 65536, int64(os.Getpagesize())} {
+		if found && int64(best.pageSize) != ps {
+			continue
+		}
+		tryAt(ps)
+	}
+	if !found {
+		return best, fmt.Errorf("%w: no valid meta page", ErrCorrupt)
+	}
+	return best, nil
+}
+
+func parseMeta(b []byte) (rawMeta, bool) {
+	if le.Uint16(b[8:]) != flagMeta {
+		return rawMeta{}, false
+	}
+	m := b[pageHeader:]
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion {
+		return rawMeta{}, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(m[:56])
+	if h.Sum64() != le.Uint64(m[56:]) {
+		return rawMeta{}, false
+	}
+	ps := le.Uint32(m[8:])
+	if ps < 1024 || ps > 1<<20 || ps&(ps-1) != 0 {
+		return rawMeta{}, false
+	}
+	return rawMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), hwm: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+}
+
+// page reads page id with its overflow pages after checking its bounds.
+func (w *walker) page(id uint64) ([]byte, error) {
+	if id < 2 || id >= w.hwm {
+		return nil, fmt.Errorf("%w: page %d outside [2, %d)", ErrCorrupt, id, w.hwm)
+	}
+	if w.seen[id] {
+		return nil, fmt.Errorf("%w: page %d reachable twice", ErrCorrupt, id)
+	}
+	w.seen[id] = true
+	hdr := make([]byte, pageHeader)
+	if _, err := w.f.ReadAt(hdr, int64(id)*w.ps); err != nil {
+		return nil, fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
+	}
+	if le.Uint64(hdr) != id {
+		return nil, fmt.Errorf("%w: page %d claims id %d", ErrCorrupt, id, le.Uint64(hdr))
+	}
+	span := uint64(le.Uint32(hdr[12:])) + 1
+	if id+span > w.hwm {
+		return nil, fmt.Errorf("%w: page %d overflows the high-water mark", ErrCorrupt, id)
+	}
+	b := make([]byte, int64(span)*w.ps)
+	if _, err := w.f.ReadAt(b, int64(id)*w.ps); err != nil {
+		return nil, fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
+	}
+	return b, nil
+}
+
+func (w *walker) freelist(id uint64) error {
+	p, err := w.page(id)
+	if err != nil {
+		return err
+	}
+	if le.Uint16(p[8:]) != flagFreelist {
+		return fmt.Errorf("%w: freelist page %d has flags %#x", ErrCorrupt, id, le.Uint16(p[8:]))
+	}
+	n, start := uint64(le.Uint16(p[10:])), uint64(pageHeader)
+	if n == 0xFFFF {
+		n, start = le.Uint64(p[pageHeader:]), pageHeader+8
+	}
+	if n > uint64(len(p)) || start+n*8 > uint64(len(p)) {
+		return fmt.Errorf("%w: freelist page %d holds %d ids past its end", ErrCorrupt, id, n)
+	}
+	for i := uint64(0); i < n; i++ {
+		if fid := le.Uint64(p[start+i*8:]); fid < 2 || fid >= w.hwm {
+			return fmt.Errorf("%w: free page id %d outside the file", ErrCorrupt, fid)
+		}
+	}
+	return nil
+}
+
+// tree walks the bucket B+tree rooted at page id.
+func (w *walker) tree(id uint64, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: tree deeper than %d", ErrCorrupt, maxDepth)
+	}
+	p, err := w.page(id)
+	if err != nil {
+		return err
+	}
+	return w.node(p, depth, fmt.Sprintf("page %d", id))
+}
+
+// node checks one branch or leaf page (a whole page or an inline bucket's).
+func (w *walker) node(p []byte, depth int, where string) error {
+	if len(p) < pageHeader {
+		return fmt.Errorf("%w: %s: short page", ErrCorrupt, where)
+	}
+	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
+	if pageHeader+count*elemSize > len(p) {
+		return fmt.Errorf("%w: %s: %d elements past the page end", ErrCorrupt, where, count)
+	}
+	for i := 0; i < count; i++ {
+		e := pageHeader + i*elemSize
+		switch flags {
+		case flagBranch:
+			pos, ksize, child := uint64(le.Uint32(p[e:])), uint64(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
+			if uint64(e)+pos+ksize > uint64(len(p)) {
+				return fmt.Errorf("%w: %s: branch key %d past the page end", ErrCorrupt, where, i)
+			}
+			if err := w.tree(child, depth+1); err != nil {
+				return err
+			}
+		case flagLeaf:
+			fl, pos := le.Uint32(p[e:]), uint64(le.Uint32(p[e+4:]))
+			ksize, vsize := uint64(le.Uint32(p[e+8:])), uint64(le.Uint32(p[e+12:]))
+			end := uint64(e) + pos + ksize + vsize
+			if end > uint64(len(p)) {
+				return fmt.Errorf("%w: %s: leaf element %d past the page end", ErrCorrupt, where, i)
+			}
+			if fl&bucketLeaf == 0 {
+				continue
+			}
+			v := p[uint64(e)+pos+ksize : end]
+			if len(v) < 16 {
+				return fmt.Errorf("%w: %s: short bucket header", ErrCorrupt, where)
+			}
+			if root := le.Uint64(v); root != 0 {
+				if err := w.tree(root, depth+1); err != nil {
+					return err
+				}
+			} else if err := w.node(v[16:], depth+1, where+" inline bucket"); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: %s: unexpected page flags %#x", ErrCorrupt, where, flags)
+		}
+	}
+	if count == 0 && flags != flagLeaf && flags != flagBranch {
+		return fmt.Errorf("%w: %s: unexpected page flags %#x", ErrCorrupt, where, flags)
+	}
+	return nil
+}
