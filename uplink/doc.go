@@ -12,10 +12,14 @@
 // buffer call ever runs on paho's router goroutine.
 //
 // On the platform a reading is acknowledged (reading.Source.Ack) only when
-// the *_reply with the message's id says code 200; codes that can never
-// succeed (460, 6106, script errors) dead-letter exactly the readings of that
-// message; everything else (429, 500, timeouts, a lost connection) releases
-// them to be sent again later. On a plain broker the PUBACK of a QoS 1
+// the *_reply with the message's id says code 200. Codes that can never
+// succeed (460, 6106, 6203, script errors 26001..26010) refuse a message,
+// not a reading: such a message is halved and the halves resent until the
+// refused readings stand alone, and only those are dead-lettered
+// (reading.Source.DeadLetter, with the code and message as the reason).
+// Everything else (429, 500, unknown codes, timeouts, a lost connection)
+// releases the readings to be sent again after a backoff pause; a 429 also
+// halves the sending rate, which then creeps back up on success. On a plain broker the PUBACK of a QoS 1
 // publish is the acknowledgement.
 //
 // # Caveats

@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ type outMsg struct {
 	topic    string
 	payload  []byte
 	ids      []reading.ID
+	rs       []reading.Reading // what ids name, kept to split a refused message
 	deadline time.Time
 }
 
@@ -35,12 +37,14 @@ type sendState struct {
 	pending    map[string]*outMsg
 	live       []*outMsg // built from live readings, not yet published
 	backlog    []*outMsg // built from backlog readings, not yet published
+	split      []*outMsg // halves of refused messages, to find the bad readings
 	liveDirty  bool      // readings were appended since the last live Take
 	liveCheck  time.Time // next unconditional live Take
 	liveHold   time.Time // no live Take before (time not trustworthy yet)
 	backHold   time.Time // no backlog Take before (empty, or untrustworthy times)
 	pauseUntil time.Time // retry backoff after 429/500/timeouts
 	fails      int       // consecutive retryable failures
+	window     float64   // congestion window (messages in flight), AIMD on 429
 	acks       []reading.ID
 	ntpDue     time.Time
 	ntpSynced  bool
@@ -76,7 +80,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 	sctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	pubDone := make(chan pubResult, c.o.MaxInflight)
-	st := &sendState{pending: map[string]*outMsg{}, liveDirty: true}
+	st := &sendState{pending: map[string]*outMsg{}, liveDirty: true, window: float64(c.o.MaxInflight)}
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -85,7 +89,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		for _, m := range st.pending {
 			ids = append(ids, m.ids...)
 		}
-		for _, m := range append(st.live, st.backlog...) {
+		for _, m := range append(append(st.live, st.backlog...), st.split...) {
 			ids = append(ids, m.ids...)
 		}
 		if len(ids) > 0 {
@@ -146,10 +150,13 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 	}
 	if st.pauseUntil.After(now) {
 		at(st.pauseUntil)
-	} else if c.lim != nil && (len(st.live) > 0 || len(st.backlog) > 0 || st.liveDirty) && len(st.pending) < c.o.MaxInflight {
+	} else if c.lim != nil && (len(st.live) > 0 || len(st.backlog) > 0 || len(st.split) > 0 || st.liveDirty) && len(st.pending) < int(st.window) {
 		if tk := c.lim.TokensAt(now); tk < 1 {
 			at(now.Add(time.Duration((1 - tk) / float64(c.lim.Limit()) * float64(time.Second))))
 		}
+	}
+	if st.backHold.After(now) && len(st.pending) < int(st.window) {
+		at(st.backHold)
 	}
 	for _, m := range st.pending {
 		at(m.deadline)
@@ -171,7 +178,7 @@ func (c *Client) takeToken(now time.Time) bool {
 // fill publishes as much as the window, the retry pause and the token
 // bucket allow: live readings first, then the backlog, oldest first.
 func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now time.Time, wg *sync.WaitGroup, pubDone chan pubResult) {
-	for len(st.pending) < c.o.MaxInflight && !now.Before(st.pauseUntil) && c.tokenReady(now) {
+	for len(st.pending) < int(st.window) && !now.Before(st.pauseUntil) && c.tokenReady(now) {
 		m := c.nextMessage(st, now)
 		if m == nil {
 			return
@@ -218,6 +225,7 @@ func (c *Client) published(st *sendState, r pubResult) {
 	if r.err != nil {
 		delete(st.pending, r.m.key)
 		c.src.Release(r.m.ids)
+		st.backHold = time.Time{}
 		c.stats.update(func(s *Stats) { s.Retried += uint64(len(r.m.ids)); s.LastErr = r.err.Error() })
 		c.pause(st, c.o.Now())
 		return
@@ -231,10 +239,12 @@ func (c *Client) published(st *sendState, r pubResult) {
 func (c *Client) acked(st *sendState, m *outMsg) {
 	st.acks = append(st.acks, m.ids...)
 	st.fails = 0
+	st.window = min(st.window+0.25, float64(c.o.MaxInflight))
 	if c.lim != nil && float64(c.lim.Limit()) < c.o.MaxMessagesPerSecond {
 		// Additive increase back towards the configured rate after a 429.
-		l := float64(c.lim.Limit()) + c.o.MaxMessagesPerSecond/20
-		c.lim.SetLimit(rateLimit(min(l, c.o.MaxMessagesPerSecond)))
+		l := min(float64(c.lim.Limit())+c.o.MaxMessagesPerSecond/50, c.o.MaxMessagesPerSecond)
+		c.lim.SetLimit(rateLimit(l))
+		c.lim.SetBurst(int(math.Ceil(l)))
 	}
 	now := c.o.Now()
 	c.stats.update(func(s *Stats) { s.Acked += uint64(len(m.ids)); s.LastAck = now })
@@ -280,6 +290,7 @@ func (c *Client) expire(st *sendState, now time.Time) {
 		}
 		delete(st.pending, k)
 		c.src.Release(m.ids)
+		st.backHold = time.Time{}
 		c.stats.update(func(s *Stats) { s.Timeouts++; s.Retried += uint64(len(m.ids)) })
 		if ok, n := c.gate.allow("timeout", now); ok {
 			c.log.Warn("no reply in time; readings will be sent again", "kind", m.kind.String(), "id", m.key, "readings", len(m.ids), "timeout", c.o.ReplyTimeout, "suppressed", n)
@@ -300,6 +311,16 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 	case actAck:
 		c.acked(st, m)
 	case actDeadLetter:
+		if len(m.rs) > 1 && m.kind != kindMQTT {
+			// The platform refuses the message, not a reading: halve it and
+			// send the halves, so only the readings that cause the refusal
+			// end up dead-lettered (bisection: log2(200) rounds at most).
+			h := len(m.rs) / 2
+			halves := append(c.pack(m.kind, m.rs[:h]), c.pack(m.kind, m.rs[h:])...)
+			st.split = append(halves, st.split...)
+			c.log.Debug("message refused; splitting it to find the readings", "code", r.Code, "id", r.ID, "readings", len(m.rs))
+			return
+		}
 		reason := fmt.Sprintf("platform refused %s message %s: code %d %s", m.kind, r.ID, r.Code, r.Message)
 		if err := c.src.DeadLetter(m.ids, reason); err != nil {
 			c.src.Release(m.ids)
@@ -310,6 +331,7 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 		c.log.Warn("readings dead-lettered: the platform will never accept them", "code", r.Code, "message", r.Message, "kind", m.kind.String(), "id", r.ID, "readings", len(m.ids))
 	default:
 		c.src.Release(m.ids)
+		st.backHold = time.Time{}
 		c.stats.update(func(s *Stats) {
 			s.Retried += uint64(len(m.ids))
 			if r.Code == 429 {
@@ -317,10 +339,16 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 			}
 			s.LastErr = fmt.Sprintf("platform code %d: %s", r.Code, r.Message)
 		})
-		if r.Code == 429 && c.lim != nil {
-			// Multiplicative decrease: the platform throttles above a rate
-			// it does not tell us; find it instead of hammering it.
-			c.lim.SetLimit(max(c.lim.Limit()/2, rateLimit(0.5)))
+		if r.Code == 429 && !now.Before(st.pauseUntil) {
+			// Multiplicative decrease of rate, burst and window (once per
+			// pause, not per reply of a burst): the platform throttles above
+			// a rate it does not tell us; find it instead of hammering it.
+			st.window = max(1, st.window/2)
+			if c.lim != nil {
+				l := max(c.lim.Limit()/2, rateLimit(0.5))
+				c.lim.SetLimit(l)
+				c.lim.SetBurst(max(1, int(l)))
+			}
 		}
 		if ok, n := c.gate.allow(fmt.Sprintf("code-%d", r.Code), now); ok {
 			c.log.Warn("platform refused a message for now; will retry", "code", r.Code, "message", r.Message, "kind", m.kind.String(), "suppressed", n)
@@ -339,6 +367,11 @@ func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
 	if len(st.live) > 0 {
 		m := st.live[0]
 		st.live = st.live[1:]
+		return m
+	}
+	if len(st.split) > 0 {
+		m := st.split[0]
+		st.split = st.split[1:]
 		return m
 	}
 	if len(st.backlog) == 0 && !now.Before(st.backHold) {
@@ -484,7 +517,7 @@ func (c *Client) pack(k kind, rs []reading.Reading) []*outMsg {
 		return append(c.pack(k, rs[:h]), c.pack(k, rs[h:])...)
 	}
 	return []*outMsg{{
-		kind: k, key: id, payload: b, ids: reading.IDs(rs),
+		kind: k, key: id, payload: b, ids: reading.IDs(rs), rs: rs,
 		topic: sysTopic(c.o.ProductKey, c.o.DeviceName, k.topicSuffix()),
 	}}
 }
