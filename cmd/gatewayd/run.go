@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"gatewayd/buffer"
+	"gatewayd/internal/clock"
+	"gatewayd/internal/config"
+	"gatewayd/internal/health"
+	"gatewayd/sensors"
+	"gatewayd/uplink"
+)
+
+// shutdownBound is how long a graceful stop may take: sensors stop, the
+// uplink disconnects cleanly, the buffer makes its final commit.
+const shutdownBound = 10 * time.Second
+
+func cmdRun(ctx context.Context, a *app, args []string) error {
+	fs := newFlags(a, "run")
+	path := fs.String("config", "", "config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(a, *path)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		reload, err := runPipeline(ctx, a, cfg, hup)
+		if err != nil || !reload {
+			return err
+		}
+		// SIGHUP: reread the file; keep the running config if the new one is
+		// invalid (a typo must not take a working gateway down).
+		next, err := loadConfig(a, cfg.File)
+		if err != nil {
+			newLogger(a.stderr, cfg.Log.Level).Error("reload refused: config invalid; keeping the running config", "err", err)
+			continue
+		}
+		cfg = next
+	}
+}
+
+// pipeline is one running instance of sensors -> buffer -> uplink.
+type pipeline struct {
+	logger *slog.Logger
+	clk    *clock.Clock
+	health *health.Health
+	buf    *buffer.Buffer
+	set    *sensors.Set
+	up     *uplink.Client
+}
+
+// Heartbeat bounds: each loop beats at least once a second while alive; a
+// loop silent this long is wedged, and the watchdog stops being fed.
+const heartbeatBound = 30 * time.Second
+
+// runPipeline runs until ctx is done (returns false) or SIGHUP (returns true).
+func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.Signal) (reload bool, err error) {
+	logger := newLogger(a.stderr, cfg.Log.Level)
+	p, err := openPipeline(cfg, logger)
+	if err != nil {
+		return false, err
+	}
+	logger.Info("gatewayd started", "version", version, "config", cfg.File,
+		"sensors", len(cfg.Sensors), "platform", cfg.Uplink.Platform, "buffer", cfg.Path(cfg.Buffer.Path))
+
+	sctx, stopSensors := context.WithCancel(context.Background())
+	uctx, stopUplink := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	hctx, stopHealth := context.WithCancel(context.Background())
+	defer stopHealth()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		p.health.Run(hctx)
+	}()
+	if addr := cfg.Health.ListenAddr(); addr != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.health.ListenAndServe(hctx, addr); err != nil {
+				// Health is a window, not the pipeline: log, keep running.
+				logger.Error("health endpoint failed", "addr", addr, "err", err)
+			}
+		}()
+	}
+	go func() {
+		defer wg.Done()
+		if err := p.set.Run(sctx, p.buf); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- fmt.Errorf("sensors: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := p.up.Run(uctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- fmt.Errorf("uplink: %w", err)
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-hup:
+		reload = true
+		logger.Info("SIGHUP: reloading the config")
+	case runErr = <-errs:
+		logger.Error("pipeline failed", "err", runErr)
+	}
+
+	// Graceful stop within the bound: sensors first (no new readings), then
+	// the uplink (clean disconnect; unacknowledged readings stay buffered),
+	// then the buffer's final commit.
+	start := time.Now()
+	deadline, cancel := context.WithTimeout(context.Background(), shutdownBound)
+	defer cancel()
+	stopHealth() // STOPPING=1 to systemd
+	stopSensors()
+	stopUplink()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-deadline.Done():
+		logger.Error("loops did not stop within the shutdown bound", "bound", shutdownBound)
+	}
+	if err := p.close(deadline); err != nil && runErr == nil {
+		runErr = err
+	}
+	logger.Info("gatewayd stopped", "took", time.Since(start).Round(time.Millisecond))
+	return reload && runErr == nil, runErr
+}
+
+func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
+	secret, err := cfg.Secret()
+	if err != nil {
+		return nil, err
+	}
+	p := &pipeline{logger: logger}
+	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger.With("component", "clock")})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect})
+	p.health.Register("sensors", heartbeatBound)
+	p.health.Register("uplink", heartbeatBound)
+	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
+		Logger: logger.With("component", "sensors"),
+		Stamp:  p.clk.Stamp,
+		Beat:   func() { p.health.Beat("sensors") },
+	})
+	if err != nil {
+		return nil, specError(cfg, err)
+	}
+	p.buf, err = buffer.Open(bufferOptions(cfg, logger))
+	if err != nil {
+		p.set.Close()
+		return nil, fmt.Errorf("open buffer: %w", err)
+	}
+	uo := uplinkOptions(cfg, secret, logger)
+	uo.Beat = func() { p.health.Beat("uplink") }
+	uo.FixTime = p.clk.Fix
+	uo.OnServerTime = p.clk.ObserveServerTime
+	uo.Control = control{p.set}
+	p.up, err = uplink.New(uo, p.buf)
+	if err != nil {
+		p.close(context.Background())
+		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	return p, nil
+}
+
+func (p *pipeline) close(ctx context.Context) error {
+	var errs []error
+	if p.set != nil {
+		errs = append(errs, p.set.Close())
+	}
+	if p.buf != nil {
+		if err := p.buf.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close buffer: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func asError[T error](err error, target *T) bool { return errors.As(err, target) }
+
+// clockStateDir keeps the clock's sync anchors beside the buffer (the
+// service's StateDirectory), so readings from an earlier boot can be dated.
+func clockStateDir(cfg *config.Config) string {
+	return filepath.Dir(cfg.Path(cfg.Buffer.Path))
+}
