@@ -121,3 +121,11 @@ func stat(s *Set, name string) SensorStats {
 	}
 	return SensorStats{}
 }
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}

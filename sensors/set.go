@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"sort"
@@ -29,6 +30,7 @@ type Set struct {
 	buses   map[string]i2c.Bus
 	closers []io.Closer
 	muxes   map[muxKey]*muxDev
+	w1      map[string]fs.FS
 	running bool
 	closed  bool
 }
@@ -88,6 +90,7 @@ func New(specs []Spec, o Options) (*Set, error) {
 		byName: map[string]*sensor{},
 		buses:  map[string]i2c.Bus{},
 		muxes:  map[muxKey]*muxDev{},
+		w1:     map[string]fs.FS{},
 	}
 	type place struct {
 		bus  string
@@ -95,6 +98,7 @@ func New(specs []Spec, o Options) (*Set, error) {
 		addr uint16
 	}
 	used := map[place]string{}
+	w1Roots := map[string][]int{} // 1-Wire root -> spec indexes
 	for i, sp := range specs {
 		sp, d, err := validate(i, sp)
 		if err != nil {
@@ -102,6 +106,22 @@ func New(specs []Spec, o Options) (*Set, error) {
 		}
 		if _, dup := s.byName[sp.Name]; dup {
 			return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "name", Msg: "is used by another sensor"}
+		}
+		if d.oneWire {
+			root := o.W1Root
+			if isEmulated(sp.Bus) {
+				root = sp.Bus
+			}
+			w1Roots[root] = append(w1Roots[root], i)
+			for _, j := range w1Roots[root] {
+				if len(w1Roots[root]) > 1 && specs[j].Device == "" {
+					return nil, &SpecError{Index: j, Sensor: specs[j].Name, Key: "device",
+						Msg: "is empty but several ds18b20 are configured: give each its 28-… id (see ls /sys/bus/w1/devices)"}
+				}
+				if j != i && specs[j].Device == sp.Device {
+					return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "device", Msg: fmt.Sprintf("%s is already used by sensor %q", sp.Device, specs[j].Name)}
+				}
+			}
 		}
 		if !d.oneWire {
 			p := place{bus: sp.Bus, addr: sp.Address}
