@@ -150,12 +150,12 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 		return nil, err
 	}
 	p := &pipeline{logger: logger}
-	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger.With("component", "clock")})
+	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
 	p.health = health.New(health.Options{Logger: logger, Collect: p.collect})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
-		Logger: logger.With("component", "sensors"),
+		Logger: logger,
 		Stamp:  p.clk.Stamp,
 		Beat:   func() { p.health.Beat("sensors") },
 	})

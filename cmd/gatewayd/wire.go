@@ -55,7 +55,7 @@ func bufferOptions(cfg *config.Config, logger *slog.Logger) buffer.Options {
 		MaxAge:         b.MaxAge.Duration,
 		WhenFull:       b.WhenFull,
 		CommitInterval: b.CommitInterval.Duration,
-		Logger:         logger.With("component", "buffer"),
+		Logger:         logger,
 	}
 }
 
@@ -76,7 +76,7 @@ func uplinkOptions(cfg *config.Config, secret string, logger *slog.Logger) uplin
 		Keepalive:            u.Keepalive.Duration,
 		ClientID:             u.ClientID,
 		MaxMessagesPerSecond: u.MaxMessagesPerSecond,
-		Logger:               logger.With("component", "uplink"),
+		Logger:               logger,
 	}
 	if u.Platform == "mqtt" {
 		scheme := "tcp://"
