@@ -65,6 +65,9 @@ type Uplink struct {
 	QoS                  *int     `toml:"qos,omitempty"`
 	Retain               bool     `toml:"retain,omitempty"`
 	ControlTopic         string   `toml:"control_topic,omitempty"`
+	// ClockWait (platform "mqtt"): how long after start readings whose time
+	// is not yet trusted are held before going out marked "synced": false.
+	ClockWait Duration `toml:"clock_wait,omitempty"`
 	// platform = "mqtt"
 	Username   string `toml:"username,omitempty"`
 	Password   string `toml:"password,omitempty"`
@@ -279,7 +282,7 @@ func (c *Config) validate() Errors {
 		if u.Retain {
 			add(c.Errorf("uplink.retain", "the Alibaba platform refuses retained messages; remove it"))
 		}
-		for _, k := range []string{"username", "password", "client_cert", "client_key", "topic"} {
+		for _, k := range []string{"username", "password", "client_cert", "client_key", "topic", "clock_wait"} {
 			if c.lines.has("uplink." + k) {
 				add(c.Errorf("uplink."+k, "only for platform = \"mqtt\"; the Alibaba platform signs in with the device triple"))
 			}
@@ -299,6 +302,12 @@ func (c *Config) validate() Errors {
 		}
 		if u.Topic == "" {
 			u.Topic = "sensors/{device}/{sensor}"
+		}
+		if !c.lines.has("uplink.clock_wait") {
+			u.ClockWait.Duration = 2 * time.Minute
+		}
+		if w := u.ClockWait.Duration; w < 0 || w > 24*time.Hour {
+			add(c.Errorf("uplink.clock_wait", "must be between 0s and 24h, not %s", FormatDuration(w)))
 		}
 		if (u.ClientCert == "") != (u.ClientKey == "") {
 			add(c.Errorf("uplink.client_cert", "client_cert and client_key go together"))

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"gatewayd/internal/testutil"
+)
+
+// gatewayd check: a broken file exits 78 (EX_CONFIG, systemd does not
+// restart on it) with file:line:key; a good one prints the effective config
+// with the secret masked.
+func TestCheckCommand(t *testing.T) {
+	e := newE2E(t)
+	good := e.config(t, "very-secret-value")
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), []string{"check", "--config", good}, &out, &errb)
+	if err != nil || exitCode(err) != 0 {
+		t.Fatalf("check of a good file: %v\n%s", err, errb.String())
+	}
+	if strings.Contains(out.String(), "very-secret-value") || !strings.Contains(out.String(), `device_secret = "********"`) {
+		t.Errorf("secret not masked:\n%s", out.String())
+	}
+
+	src, _ := os.ReadFile(good)
+	bad := filepath.Join(e.dir, "bad.toml")
+	os.WriteFile(bad, bytes.Replace(src, []byte(`keepalive   = "30s"`), []byte(`keepalive   = "5s"`), 1), 0o600)
+	out.Reset()
+	errb.Reset()
+	err = Run(context.Background(), []string{"check", "--config", bad}, &out, &errb)
+	if exitCode(err) != 78 {
+		t.Errorf("exit code %d, want 78 (err %v)", exitCode(err), err)
+	}
+	if want := bad + ":11: uplink.keepalive: must be between 30s and 1200s"; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q does not contain %q", errb.String(), want)
+	}
+	// run refuses the same file with the same status, before touching anything.
+	err = Run(context.Background(), []string{"run", "--config", bad}, &out, &errb)
+	if exitCode(err) != 78 {
+		t.Errorf("run: exit code %d, want 78", exitCode(err))
+	}
+	// An unknown driver is the sensor layer's knowledge, still located.
+	os.WriteFile(bad, bytes.Replace(src, []byte(`driver   = "bme280"`), []byte(`driver   = "bme281"`), 1), 0o600)
+	errb.Reset()
+	err = Run(context.Background(), []string{"check", "--config", bad}, &out, &errb)
+	if exitCode(err) != 78 || !strings.Contains(errb.String(), bad+":19: sensor[0].driver") {
+		t.Errorf("unknown driver: exit %d, stderr %q", exitCode(err), errb.String())
+	}
+}
+
+// platform = "mqtt": readings go to a real Mosquitto over TLS (its own
+// certificates, client certificate required) as JSON with the time taken
+// and the reading's identity.
+func TestMQTTBrokerWithClientCert(t *testing.T) {
+	ca := testutil.NewCA(t, "broker")
+	cert, key := ca.Issue(t, "server", testutil.CertOpts{})
+	ccert, ckey := ca.Issue(t, "gw", testutil.CertOpts{Client: true})
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{CAFile: ca.File, CertFile: cert, KeyFile: key, RequireClientCert: true})
+
+	// A subscriber with its own client certificate.
+	sc, sk := ca.Issue(t, "sub", testutil.CertOpts{Client: true})
+	pair, err := tls.LoadX509KeyPair(sc, sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM)
+	var mu sync.Mutex
+	var got []map[string]any
+	sub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tls://" + m.Addr).SetClientID("sub").
+		SetTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, ServerName: "localhost"}))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v\n%s", tok.Error(), m.Log())
+	}
+	defer sub.Disconnect(100)
+	tok := sub.Subscribe("sensors/#", 1, func(_ mqtt.Client, msg mqtt.Message) {
+		var v map[string]any
+		if err := json.Unmarshal(msg.Payload(), &v); err != nil {
+			t.Errorf("payload %q: %v", msg.Payload(), err)
+		}
+		v["topic"] = msg.Topic()
+		mu.Lock()
+		got = append(got, v)
+		mu.Unlock()
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gatewayd.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`[device]
+device_name = "pumphouse-2"
+[uplink]
+platform    = "mqtt"
+endpoint    = %q
+ca_file     = %q
+ca_replace  = true
+server_name = "localhost"
+client_cert = %q
+client_key  = %q
+topic       = "sensors/{device}/{sensor}"
+clock_wait  = "1s"  # this machine's clock may not be NTP-disciplined
+[buffer]
+path = "buffer.db"
+[[sensor]]
+name     = "tank"
+driver   = "bme280"
+bus      = "emulated"
+interval = "200ms"
+[sensor.properties]
+temperature = "water_temperature"
+[sensor.emulate]
+temperature = 7.25
+[health]
+listen = ""
+`, m.Addr, ca.File, ccert, ckey)), 0o600)
+	start := time.Now()
+	d := startDaemon(t, cfg)
+	waitFor(t, 15*time.Second, "3 readings at the broker", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 3
+	})
+	d.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	ids := map[string]bool{}
+	for _, v := range got {
+		if v["topic"] != "sensors/pumphouse-2/tank" || v["property"] != "water_temperature" {
+			t.Errorf("topic/property: %v", v)
+		}
+		if x, _ := v["value"].(float64); x < 7.24 || x > 7.31 {
+			t.Errorf("value %v, chip set to 7.25", v["value"])
+		}
+		ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(v["time"]))
+		if err != nil || ts.Before(start.Add(-time.Second)) || ts.After(time.Now()) {
+			t.Errorf("time %v (%v) outside the run", v["time"], err)
+		}
+		if synced, _ := v["synced"].(bool); !synced && ts.Before(start.Add(time.Second)) {
+			t.Errorf("reading marked unsynced was sent before the clock wait: %v", v)
+		}
+		id := fmt.Sprint(v["id"])
+		if ids[id] {
+			t.Errorf("id %s delivered twice", id)
+		}
+		ids[id] = true
+	}
+}
