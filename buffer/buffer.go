@@ -29,6 +29,9 @@ const (
 	ReasonMaxSize  = "max_size"  // over Options.MaxSize
 	ReasonMaxAge   = "max_age"   // older than Options.MaxAge
 	ReasonDiskFull = "disk_full" // the disk is full and commits kept failing
+	// ReasonWriteError: commits kept failing for another reason (an I/O
+	// error) and the readings held in memory meanwhile hit their bound.
+	ReasonWriteError = "write_error"
 )
 
 // Defaults for zero Options fields.
@@ -121,10 +124,13 @@ type Buffer struct {
 	toDelete   map[reading.ID]struct{} // acked, stored in the file (or being written)
 	toDead     map[reading.ID]string   // dead-lettered, stored in the file (or being written)
 	deadNew    []deadEntry             // dead-lettered before their commit
+	delInTx    map[reading.ID]struct{} // toDelete as taken by the running commit
+	deadInTx   map[reading.ID]string   // toDead as taken by the running commit
 	committed  int                     // records in the readings bucket
 	dead       int
 	inuse      int64 // bytes of pages in use after the last commit
 	lastFull   bool  // the last commit failed for lack of space
+	failing    bool  // the last commit failed
 	lastPrune  time.Time
 	st         Stats
 	drops      *dropLog
@@ -307,6 +313,22 @@ func (b *Buffer) Append(ctx context.Context, rs []reading.Reading) error {
 	return nil
 }
 
+// goneLocked reports whether a stored reading was acked or dead-lettered
+// and only waits for a commit to leave the file.
+func (b *Buffer) goneLocked(id reading.ID) bool {
+	if _, ok := b.toDelete[id]; ok {
+		return true
+	}
+	if _, ok := b.toDead[id]; ok {
+		return true
+	}
+	if _, ok := b.delInTx[id]; ok {
+		return true
+	}
+	_, ok := b.deadInTx[id]
+	return ok
+}
+
 func (b *Buffer) changesLocked() int {
 	return len(b.pending) + len(b.toDelete) + len(b.toDead) + len(b.deadNew)
 }
@@ -321,11 +343,13 @@ func (b *Buffer) kickCommit() {
 // maxPending bounds the readings held in memory while commits fail.
 func (b *Buffer) maxPending() int { return max(4*b.o.CommitSize, 1024) }
 
-// capPending drops readings held in memory beyond maxPending, which only
-// happens while commits keep failing (a full disk). Called with mu held.
+// capPending drops readings held in memory beyond maxPending while commits
+// keep failing (a full disk): memory is the one thing a Pi Zero has less of
+// than disk. A commit loop that is merely behind drops nothing. Called with
+// mu held.
 func (b *Buffer) capPending() {
 	over := len(b.pending) - b.maxPending()
-	if over <= 0 {
+	if over <= 0 || !b.failing {
 		return
 	}
 	var gone []*entry
@@ -340,7 +364,11 @@ func (b *Buffer) capPending() {
 		delete(b.live, e.r.ID)
 		delete(b.inflight, e.r.ID)
 	}
-	b.dropped(ReasonDiskFull, len(gone))
+	reason := ReasonWriteError
+	if b.lastFull {
+		reason = ReasonDiskFull
+	}
+	b.dropped(reason, len(gone))
 }
 
 func (b *Buffer) dropped(reason string, n int) {
@@ -412,10 +440,7 @@ func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 				if _, busy := b.inflight[id]; busy {
 					continue
 				}
-				if _, gone := b.toDelete[id]; gone {
-					continue
-				}
-				if _, gone := b.toDead[id]; gone {
+				if b.goneLocked(id) {
 					continue
 				}
 				if _, mem := b.live[id]; mem {
@@ -544,9 +569,9 @@ func (b *Buffer) Stats() Stats {
 		s.Drops[k] = v
 	}
 	s.Pending = len(b.live)
-	s.Depth = max(b.committed-len(b.toDelete)-len(b.toDead), 0) + len(b.live)
+	s.Depth = max(b.committed-len(b.toDelete)-len(b.toDead)-len(b.delInTx)-len(b.deadInTx), 0) + len(b.live)
 	s.InFlight = len(b.inflight)
-	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead)
+	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead) + len(b.deadInTx)
 	s.NextID = b.nextID
 	s.Bytes = b.fileSize()
 	if !b.closed {
@@ -554,10 +579,7 @@ func (b *Buffer) Stats() Stats {
 			c := tx.Bucket(bucketReadings).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				id, _ := keyID(k)
-				if _, gone := b.toDelete[id]; gone {
-					continue
-				}
-				if _, gone := b.toDead[id]; gone {
+				if b.goneLocked(id) {
 					continue
 				}
 				if r, err := decodeRecord(v); err == nil {
@@ -690,6 +712,8 @@ func (b *Buffer) commitOnce() error {
 		return nil
 	}
 	b.toDelete, b.toDead, b.deadNew = map[reading.ID]struct{}{}, map[reading.ID]string{}, nil
+	// Still gone for Take while the transaction runs.
+	b.delInTx, b.deadInTx = dels, deads
 	inuse, soft := b.inuse, b.soft
 	b.mu.Unlock()
 
@@ -772,9 +796,10 @@ func (b *Buffer) commitOnce() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.committing = nil
+	b.delInTx, b.deadInTx = nil, nil
 	if err != nil {
 		b.st.CommitErrors++
-		b.lastFull = isFull(err)
+		b.failing, b.lastFull = true, isFull(err)
 		// Put everything back for the next attempt, in order.
 		var back []*entry
 		for _, e := range batch {
@@ -802,7 +827,7 @@ func (b *Buffer) commitOnce() error {
 		b.drops.errorf("commit failed; will retry", "err", err, "pending", len(b.pending))
 		return fmt.Errorf("commit: %w", err)
 	}
-	b.lastFull = false
+	b.failing, b.lastFull = false, false
 	if b.o.MaxAge > 0 {
 		b.lastPrune = now
 	}

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
@@ -46,12 +47,7 @@ type rawMeta struct {
 // fault on memory outside the mapping, which no recover() can catch in
 // bbolt's own checker goroutine. Only after this walk passes is it safe to
 // let bbolt's consistency check loose on the file.
-func rawCheck(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("raw check: %w", err)
-	}
-	defer f.Close()
+func rawCheck(f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("raw check: %w", err)
@@ -71,7 +67,8 @@ func rawCheck(path string) error {
 			return err
 		}
 	}
-	return w.tree(m.root, 0)
+	_, err = w.tree(m.root, 0, nil, nil)
+	return err
 }
 
 type walker struct {
@@ -124,7 +121,7 @@ func parseMeta(b []byte) (rawMeta, bool) {
 		return rawMeta{}, false
 	}
 	ps := le.Uint32(m[8:])
-	if ps < 1024 || ps > 1<<20 || ps&(ps-1) != 0 {
+	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
 		return rawMeta{}, false
 	}
 	return rawMeta{pageSize: ps, root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), hwm: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
@@ -135,10 +132,6 @@ func (w *walker) page(id uint64) ([]byte, error) {
 	if id < 2 || id >= w.hwm {
 		return nil, fmt.Errorf("%w: page %d outside [2, %d)", ErrCorrupt, id, w.hwm)
 	}
-	if w.seen[id] {
-		return nil, fmt.Errorf("%w: page %d reachable twice", ErrCorrupt, id)
-	}
-	w.seen[id] = true
 	hdr := make([]byte, pageHeader)
 	if _, err := w.f.ReadAt(hdr, int64(id)*w.ps); err != nil {
 		return nil, fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
@@ -149,6 +142,12 @@ func (w *walker) page(id uint64) ([]byte, error) {
 	span := uint64(le.Uint32(hdr[12:])) + 1
 	if id+span > w.hwm {
 		return nil, fmt.Errorf("%w: page %d overflows the high-water mark", ErrCorrupt, id)
+	}
+	for i := id; i < id+span; i++ {
+		if w.seen[i] {
+			return nil, fmt.Errorf("%w: page %d reachable twice", ErrCorrupt, i)
+		}
+		w.seen[i] = true
 	}
 	b := make([]byte, int64(span)*w.ps)
 	if _, err := w.f.ReadAt(b, int64(id)*w.ps); err != nil {
@@ -180,65 +179,91 @@ func (w *walker) freelist(id uint64) error {
 	return nil
 }
 
-// tree walks the bucket B+tree rooted at page id.
-func (w *walker) tree(id uint64, depth int) error {
+// tree walks the bucket B+tree rooted at page id. Like bbolt's checker it
+// requires keys to increase within a page and to lie in [lo, hi) set by the
+// parent branch; it returns the subtree's largest key. bbolt rebuilds its
+// freelist at open with that checker and panics on the first violation.
+func (w *walker) tree(id uint64, depth int, lo, hi []byte) ([]byte, error) {
 	if depth > maxDepth {
-		return fmt.Errorf("%w: tree deeper than %d", ErrCorrupt, maxDepth)
+		return nil, fmt.Errorf("%w: tree deeper than %d", ErrCorrupt, maxDepth)
 	}
 	p, err := w.page(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return w.node(p, depth, fmt.Sprintf("page %d", id))
+	return w.node(p, depth, fmt.Sprintf("page %d", id), lo, hi)
 }
 
 // node checks one branch or leaf page (a whole page or an inline bucket's).
-func (w *walker) node(p []byte, depth int, where string) error {
+func (w *walker) node(p []byte, depth int, where string, lo, hi []byte) ([]byte, error) {
 	if len(p) < pageHeader {
-		return fmt.Errorf("%w: %s: short page", ErrCorrupt, where)
+		return nil, fmt.Errorf("%w: %s: short page", ErrCorrupt, where)
 	}
 	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
-	if pageHeader+count*elemSize > len(p) {
-		return fmt.Errorf("%w: %s: %d elements past the page end", ErrCorrupt, where, count)
+	if flags != flagBranch && flags != flagLeaf {
+		return nil, fmt.Errorf("%w: %s: unexpected page flags %#x", ErrCorrupt, where, flags)
 	}
-	for i := 0; i < count; i++ {
+	if pageHeader+count*elemSize > len(p) {
+		return nil, fmt.Errorf("%w: %s: %d elements past the page end", ErrCorrupt, where, count)
+	}
+	key := func(i int) ([]byte, error) {
 		e := pageHeader + i*elemSize
-		switch flags {
-		case flagBranch:
-			pos, ksize, child := uint64(le.Uint32(p[e:])), uint64(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
-			if uint64(e)+pos+ksize > uint64(len(p)) {
-				return fmt.Errorf("%w: %s: branch key %d past the page end", ErrCorrupt, where, i)
-			}
-			if err := w.tree(child, depth+1); err != nil {
-				return err
-			}
-		case flagLeaf:
-			fl, pos := le.Uint32(p[e:]), uint64(le.Uint32(p[e+4:]))
-			ksize, vsize := uint64(le.Uint32(p[e+8:])), uint64(le.Uint32(p[e+12:]))
-			end := uint64(e) + pos + ksize + vsize
-			if end > uint64(len(p)) {
-				return fmt.Errorf("%w: %s: leaf element %d past the page end", ErrCorrupt, where, i)
-			}
-			if fl&bucketLeaf == 0 {
-				continue
-			}
-			v := p[uint64(e)+pos+ksize : end]
-			if len(v) < 16 {
-				return fmt.Errorf("%w: %s: short bucket header", ErrCorrupt, where)
-			}
-			if root := le.Uint64(v); root != 0 {
-				if err := w.tree(root, depth+1); err != nil {
-					return err
+		off := 4 // leaf: flags, pos, ksize, vsize; branch: pos, ksize, pgid
+		if flags == flagBranch {
+			off = 0
+		}
+		pos, ksize := uint64(le.Uint32(p[e+off:])), uint64(le.Uint32(p[e+off+4:]))
+		vsize := uint64(0)
+		if flags == flagLeaf {
+			vsize = uint64(le.Uint32(p[e+12:]))
+		}
+		if uint64(e)+pos+ksize+vsize > uint64(len(p)) {
+			return nil, fmt.Errorf("%w: %s: element %d past the page end", ErrCorrupt, where, i)
+		}
+		return p[uint64(e)+pos : uint64(e)+pos+ksize], nil
+	}
+	var last []byte
+	min := lo
+	for i := 0; i < count; i++ {
+		k, err := key(i)
+		if err != nil {
+			return nil, err
+		}
+		if (i == 0 && min != nil && bytes.Compare(min, k) > 0) || (i > 0 && bytes.Compare(min, k) >= 0) ||
+			(hi != nil && bytes.Compare(k, hi) >= 0) {
+			return nil, fmt.Errorf("%w: %s: key %d out of order", ErrCorrupt, where, i)
+		}
+		e := pageHeader + i*elemSize
+		if flags == flagBranch {
+			next := hi
+			if i < count-1 {
+				if next, err = key(i + 1); err != nil {
+					return nil, err
 				}
-			} else if err := w.node(v[16:], depth+1, where+" inline bucket"); err != nil {
-				return err
 			}
-		default:
-			return fmt.Errorf("%w: %s: unexpected page flags %#x", ErrCorrupt, where, flags)
+			if last, err = w.tree(le.Uint64(p[e+8:]), depth+1, k, next); err != nil {
+				return nil, err
+			}
+			min = last
+			continue
+		}
+		min, last = k, k
+		if le.Uint32(p[e:])&bucketLeaf == 0 {
+			continue
+		}
+		vsize := uint64(le.Uint32(p[e+12:]))
+		vstart := uint64(e) + uint64(le.Uint32(p[e+4:])) + uint64(len(k))
+		v := p[vstart : vstart+vsize]
+		if len(v) < 16 {
+			return nil, fmt.Errorf("%w: %s: short bucket header", ErrCorrupt, where)
+		}
+		if root := le.Uint64(v); root != 0 {
+			if _, err := w.tree(root, depth+1, nil, nil); err != nil {
+				return nil, err
+			}
+		} else if _, err := w.node(v[16:], depth+1, where+" inline bucket", nil, nil); err != nil {
+			return nil, err
 		}
 	}
-	if count == 0 && flags != flagLeaf && flags != flagBranch {
-		return fmt.Errorf("%w: %s: unexpected page flags %#x", ErrCorrupt, where, flags)
-	}
-	return nil
+	return last, nil
 }
