@@ -159,3 +159,57 @@ listen = ""
 		ids[id] = true
 	}
 }
+
+// gatewayd read: every configured sensor once, through the real driver on
+// the emulated chip; JSON on request; non-zero exit when a sensor fails.
+func TestReadCommand(t *testing.T) {
+	e := newE2E(t)
+	cfg := e.config(t, e2eSecret)
+	var out, errb bytes.Buffer
+	if err := Run(context.Background(), []string{"read", "--config", cfg, "--json"}, &out, &errb); err != nil {
+		t.Fatalf("read: %v\n%s", err, errb.String())
+	}
+	var res []struct {
+		Sensor   string
+		OK       bool
+		Readings []struct {
+			Property string
+			Value    float64
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("read --json output: %v\n%s", err, out.String())
+	}
+	if len(res) != 1 || !res[0].OK || len(res[0].Readings) != 3 {
+		t.Fatalf("read: %+v", res)
+	}
+	for _, r := range res[0].Readings {
+		want := e2eValues[r.Property]
+		if d := r.Value - want.set; d < -want.tol || d > want.wiggle+want.tol {
+			t.Errorf("%s = %v, chip set to %v", r.Property, r.Value, want.set)
+		}
+	}
+	// A second sensor at an address where no chip answers: read fails.
+	src, _ := os.ReadFile(cfg)
+	src = bytes.Replace(src, []byte("[health]"), []byte("[[sensor]]\nname = \"ghost\"\ndriver = \"sht4x\"\nbus = \"/dev/i2c-77\"\n[health]"), 1)
+	os.WriteFile(cfg, src, 0o600)
+	out.Reset()
+	errb.Reset()
+	err := Run(context.Background(), []string{"read", "--config", cfg}, &out, &errb)
+	if exitCode(err) != 1 || !strings.Contains(out.String(), "ghost") || !strings.Contains(errb.String(), "1 of 2 sensors failed") {
+		t.Errorf("read with a missing chip: exit %d\nstdout %s\nstderr %s", exitCode(err), out.String(), errb.String())
+	}
+}
+
+// gatewayd scan --bus emulated names the chips of the config by their ID
+// registers.
+func TestScanEmulated(t *testing.T) {
+	e := newE2E(t)
+	var out, errb bytes.Buffer
+	if err := Run(context.Background(), []string{"scan", "--bus", "emulated", "--config", e.config(t, e2eSecret)}, &out, &errb); err != nil {
+		t.Fatalf("scan: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "0x76") || !strings.Contains(out.String(), "BME280") {
+		t.Errorf("scan output:\n%s", out.String())
+	}
+}
