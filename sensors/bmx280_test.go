@@ -2,8 +2,8 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,12 +75,12 @@ func TestRunTwoChipsOneBus(t *testing.T) {
 		{Name: "box", Driver: "bmp280", Bus: "emulated", Address: 0x77, Interval: 30 * time.Millisecond,
 			Options: map[string]string{"oversampling": "1"}, Emulate: map[string]float64{"temperature": 30}},
 	}
-	var n int64
+	var n atomic.Int64 // Stamp is called from every sensor's loop
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s, _ := mustSet(t, specs, func(o *Options) {
 		o.Stamp = func() reading.Stamp {
-			n++
-			return reading.Stamp{Time: base.Add(time.Duration(n) * time.Second), Mono: time.Duration(n), BootID: "b", Synced: true}
+			i := n.Add(1)
+			return reading.Stamp{Time: base.Add(time.Duration(i) * time.Second), Mono: time.Duration(i), BootID: "b", Synced: true}
 		}
 	})
 	k, stop := running(t, s)
@@ -126,5 +126,3 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
-
-var _ = errors.Is

@@ -517,8 +517,10 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		switch {
 		case err == nil:
 			fails = 0
-			if se.checkStuck(vals) {
-				se.dropDev()
+			if stuck, first := se.checkStuck(vals); stuck {
+				if first {
+					se.dropDev()
+				}
 				break
 			}
 			if err := sink.Append(ctx, rs); err != nil {
@@ -599,9 +601,10 @@ func (se *sensor) logErr(msg string, err error, args ...any) {
 }
 
 // checkStuck tracks whether the values moved and reports whether they have
-// been frozen for StuckAfter (the sample is then withheld and the chip
-// re-initialised, which is what unfreezes a latched-up BME280).
-func (se *sensor) checkStuck(vals []float64) bool {
+// been frozen for StuckAfter (the sample is then withheld) and whether they
+// just became so (the chip is then re-initialised once, which is what
+// unfreezes a latched-up BME280).
+func (se *sensor) checkStuck(vals []float64) (stuck, first bool) {
 	after := se.set.opts.StuckAfter
 	now := time.Now()
 	se.smu.Lock()
@@ -619,18 +622,19 @@ func (se *sensor) checkStuck(vals []float64) bool {
 			se.stats.Stuck = false
 			se.log.Info("values moving again; stuck flag cleared")
 		}
-		return false
+		return false, false
 	}
 	if after < 0 || now.Sub(se.lastChange) < after {
-		return false
+		return false, false
 	}
 	se.stats.Rejected++
-	if !se.stats.Stuck {
-		se.stats.Stuck = true
-		se.stats.LastErr = fmt.Sprintf("values unchanged for %s: stuck", now.Sub(se.lastChange).Round(time.Second))
-		se.log.Warn("values frozen; withholding readings and re-initialising the chip", "unchanged_for", now.Sub(se.lastChange).Round(time.Millisecond))
+	if se.stats.Stuck {
+		return true, false
 	}
-	return true
+	se.stats.Stuck = true
+	se.stats.LastErr = fmt.Sprintf("values unchanged for %s: stuck", now.Sub(se.lastChange).Round(time.Millisecond))
+	se.log.Warn("values frozen; withholding readings and re-initialising the chip", "unchanged_for", now.Sub(se.lastChange).Round(time.Millisecond))
+	return true, true
 }
 
 // dropDev closes the chip so the next sample re-initialises it.

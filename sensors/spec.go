@@ -62,8 +62,9 @@ type Options struct {
 	// (host.Init + i2creg.Open). Buses returned by OpenBus that implement
 	// io.Closer are closed by Set.Close.
 	OpenBus func(name string) (i2c.Bus, error)
-	// Stamp dates a reading the moment its chip was read. Nil: time.Now()
-	// in UTC, Synced=true, Mono and BootID left empty.
+	// Stamp dates a reading the moment its chip was read; it is called
+	// from every sensor's loop concurrently. Nil: time.Now() in UTC,
+	// Synced=true, Mono and BootID left empty.
 	Stamp func() reading.Stamp
 	// Beat is called at least once a second while Run runs and no sensor
 	// loop has been inside one chip access for longer than HangAfter: a
