@@ -373,7 +373,19 @@ type hook struct {
 func (h *hook) ID() string { return "iotsim" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnSessionEstablished}, []byte{b})
+}
+
+// OnSessionEstablished enforces one connection per device, as the platform
+// does: a second login with the same device kicks the first (two gateways
+// sharing an identity flap forever; the emulator shows it).
+func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	for _, other := range h.s.mq.Clients.GetAll() {
+		if other != cl && !other.Net.Inline && !other.Closed() && string(other.Properties.Username) == string(cl.Properties.Username) {
+			h.s.log.Warn("second login of the same device: kicking the first", "username", string(cl.Properties.Username), "kicked", other.ID)
+			h.s.mq.DisconnectClient(other, packets.ErrSessionTakenOver)
+		}
+	}
 }
 
 // OnConnect checks the CONNECT the way the platform does. It answers a

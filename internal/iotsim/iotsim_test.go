@@ -2,6 +2,7 @@ package iotsim_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,3 +128,51 @@ func TestPostReplies(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestOversizedPostDroppedSilently(t *testing.T) {
+	s := start(t)
+	cl, _, err := dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan []byte, 1)
+	base := "/sys/" + pk + "/" + dn + "/thing/event/property/"
+	if err := wait(t, cl.Subscribe(base+"post_reply", 1, func(_ mqtt.Client, m mqtt.Message) { replies <- m.Payload() })); err != nil {
+		t.Fatal(err)
+	}
+	big := `{"id":"7","version":"1.0","params":{"t":{"value":1.5,"time":` + itoa(time.Now().UnixMilli()) + `}},"method":"thing.event.property.post","pad":"` + strings.Repeat("x", 300<<10) + `"}`
+	if err := wait(t, cl.Publish(base+"post", 1, false, big)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-replies:
+		t.Fatalf("oversized post answered: %s", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].Code != -1 || len(s.Accepted()) != 0 {
+		t.Fatalf("messages %+v", m)
+	}
+}
+
+func TestSecondLoginKicksTheFirst(t *testing.T) {
+	s := start(t)
+	first, _, err := dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := uplink.Sign("hmacsha256", pk, dn, secret, "", "")
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + s.TCPAddr()).SetClientID("other|securemode=3,signmethod=hmacsha256|").
+		SetUsername(dn + "&" + pk).SetPassword(pw).SetKeepAlive(60 * time.Second).SetAutoReconnect(false).SetProtocolVersion(4)
+	second := mqtt.NewClient(o)
+	if err := wait(t, second.Connect()); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Disconnect(0)
+	deadline := time.Now().Add(3 * time.Second)
+	for first.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if first.IsConnectionOpen() || !second.IsConnectionOpen() {
+		t.Fatalf("first open=%v second open=%v", first.IsConnectionOpen(), second.IsConnectionOpen())
+	}
+}

@@ -1,0 +1,123 @@
+package uplink_test
+
+import (
+	"crypto/tls"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"gatewayd/internal/testutil"
+	"gatewayd/uplink"
+)
+
+// mqttTry runs the "mqtt" uplink against a broker with one reading and
+// reports whether it was acknowledged within d, with the client's stats.
+func mqttTry(t *testing.T, o uplink.Options, d time.Duration) (bool, uplink.Stats) {
+	t.Helper()
+	log, _ := newLogger(t)
+	o.Platform, o.DeviceName, o.Logger = "mqtt", dn, log
+	o.BackoffMin, o.BackoffMax, o.ConnectTimeout = 50*time.Millisecond, 300*time.Millisecond, 2*time.Second
+	src := testutil.NewMemSource()
+	src.Add(liveReadings(1, time.Now())...)
+	c := newClient(t, o, src)
+	stop := run(t, c)
+	// Stop at the first connect failure: a refusal is final, no need to
+	// sit out the whole wait.
+	ok := testutil.Eventually(d, func() bool {
+		left, _, _, _ := src.Counts()
+		return left == 0 || c.Stats().ConnectFailures > 0
+	})
+	ok = ok && c.Stats().ConnectFailures == 0
+	stop()
+	if left, acked, _, inflight := src.Counts(); !ok && (left != 1 || acked != 0 || inflight != 0) {
+		t.Errorf("refused run changed the source: %d left %d acked %d in flight", left, acked, inflight)
+	}
+	return ok, c.Stats()
+}
+
+func TestMosquittoTLSRefusals(t *testing.T) {
+	ca := testutil.NewCA(t, "right")
+	other := testutil.NewCA(t, "other")
+	good, goodKey := ca.Issue(t, "good", testutil.CertOpts{})
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{CAFile: ca.File, CertFile: good, KeyFile: goodKey})
+
+	t.Run("right CA accepted", func(t *testing.T) {
+		if ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + m.Addr, CAFile: ca.File}, 5*time.Second); !ok {
+			t.Fatalf("not delivered: %+v\n%s", st, m.Log())
+		}
+	})
+	t.Run("wrong CA refused", func(t *testing.T) {
+		ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + m.Addr, CAFile: other.File, CAReplace: true}, time.Second)
+		if ok || !strings.Contains(st.LastErr, "certificate signed by unknown authority") {
+			t.Fatalf("ok=%v LastErr=%q", ok, st.LastErr)
+		}
+	})
+	t.Run("wrong host name refused", func(t *testing.T) {
+		ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + m.Addr, CAFile: ca.File, ServerName: "broker.example.com"}, time.Second)
+		if ok || !strings.Contains(st.LastErr, "not broker.example.com") {
+			t.Fatalf("ok=%v LastErr=%q", ok, st.LastErr)
+		}
+	})
+	t.Run("expired server certificate refused", func(t *testing.T) {
+		old, oldKey := ca.Issue(t, "expired", testutil.CertOpts{NotBefore: time.Now().Add(-72 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+		em := testutil.StartMosquitto(t, testutil.MosquittoOpts{CAFile: ca.File, CertFile: old, KeyFile: oldKey})
+		ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + em.Addr, CAFile: ca.File}, time.Second)
+		if ok || !strings.Contains(st.LastErr, "server certificate expired on") || strings.Contains(st.LastErr, "clock") {
+			t.Fatalf("ok=%v LastErr=%q", ok, st.LastErr)
+		}
+	})
+}
+
+func TestMosquittoClientCertificate(t *testing.T) {
+	ca := testutil.NewCA(t, "mtls")
+	cert, key := ca.Issue(t, "server", testutil.CertOpts{})
+	clientCert, clientKey := ca.Issue(t, "gateway", testutil.CertOpts{Client: true})
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{CAFile: ca.File, CertFile: cert, KeyFile: key, RequireClientCert: true})
+
+	t.Run("required", func(t *testing.T) {
+		if ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + m.Addr, CAFile: ca.File}, time.Second); ok || st.Connects != 0 {
+			t.Fatalf("connected without a client certificate: %+v", st)
+		}
+	})
+	t.Run("used", func(t *testing.T) {
+		cc, err := tls.LoadX509KeyPair(clientCert, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tlsTo(t, ca.File)
+		tc.Certificates = []tls.Certificate{cc}
+		sub := subscribe(t, "ssl://"+m.Addr, tc, "sensors/#", nil)
+		ok, st := mqttTry(t, uplink.Options{Broker: "tls://" + m.Addr, CAFile: ca.File, ClientCert: clientCert, ClientKey: clientKey}, 5*time.Second)
+		if !ok {
+			t.Fatalf("not delivered with a client certificate: %+v\n%s", st, m.Log())
+		}
+		if !testutil.Eventually(2*time.Second, func() bool { return len(sub.messages()) == 1 }) {
+			t.Fatalf("subscriber got %d messages", len(sub.messages()))
+		}
+	})
+}
+
+func TestMosquittoUsernamePassword(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "gw", "pa55").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v %s", err, out)
+	}
+	os.Chmod(pw, 0o600)
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{PasswordFile: pw})
+	if ok, st := mqttTry(t, uplink.Options{Broker: "tcp://" + m.Addr, Username: "gw", Password: "nope"}, time.Second); ok || !strings.Contains(st.LastErr, "CONNACK 5") {
+		t.Fatalf("wrong password: ok=%v %+v", ok, st)
+	}
+	sub := subscribe(t, "tcp://"+m.Addr, nil, "sensors/#", func(o *mqtt.ClientOptions) { o.SetUsername("gw").SetPassword("pa55") })
+	if ok, st := mqttTry(t, uplink.Options{Broker: "tcp://" + m.Addr, Username: "gw", Password: "pa55"}, 5*time.Second); !ok {
+		t.Fatalf("right password: %+v\n%s", st, m.Log())
+	}
+	if !testutil.Eventually(2*time.Second, func() bool { return len(sub.messages()) == 1 }) {
+		t.Fatalf("subscriber got %d messages", len(sub.messages()))
+	}
+}
