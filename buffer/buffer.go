@@ -720,11 +720,11 @@ func (b *Buffer) commitOnce() error {
 	var (
 		written, deleted, deadMoved int
 		ageDrops, sizeDrops         int
-		trimmed                     []*entry
+		trimmed, aged               []*entry
 	)
 	now := time.Now()
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed = 0, 0, 0, 0, 0, nil
+		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed, aged = 0, 0, 0, 0, 0, nil, nil
 		rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
 		// Keys arrive in increasing order: pack leaves full instead of
 		// bbolt's default half-full splits.
@@ -766,15 +766,30 @@ func (b *Buffer) commitOnce() error {
 			ageDrops = n
 		}
 		toWrite := batch
+		if b.o.MaxAge > 0 {
+			// Readings already too old when committed (an unsynced
+			// clock that jumped, a sensor replaying) are not written.
+			cutoff := now.Add(-b.o.MaxAge)
+			toWrite = nil
+			for _, e := range batch {
+				if e.r.Synced && e.r.Time.Before(cutoff) {
+					aged = append(aged, e)
+					continue
+				}
+				toWrite = append(toWrite, e)
+			}
+			ageDrops += len(aged)
+		}
 		if soft > 0 {
-			need := inuse + estimate(batch) - soft
+			need := inuse + estimate(toWrite) - soft
 			if need > 0 && b.o.WhenFull == DropNewest {
 				// Keep the oldest of the batch that fit.
+				all := toWrite
 				for len(toWrite) > 0 && need > 0 {
 					need -= estimate(toWrite[len(toWrite)-1:])
 					toWrite = toWrite[:len(toWrite)-1]
 				}
-				trimmed = batch[len(toWrite):]
+				trimmed = all[len(toWrite):]
 				sizeDrops = len(trimmed)
 			} else if need > 0 {
 				n, err := dropOldest(rb, need, -1)
@@ -836,12 +851,12 @@ func (b *Buffer) commitOnce() error {
 			delete(b.live, e.r.ID)
 		}
 	}
-	for _, e := range trimmed {
+	for _, e := range append(trimmed, aged...) {
 		delete(b.inflight, e.r.ID)
 		delete(b.toDelete, e.r.ID)
 		delete(b.toDead, e.r.ID)
 	}
-	b.committed += written - deleted - deadMoved - ageDrops - sizeDrops*boolInt(b.o.WhenFull == DropOldest)
+	b.committed += written - deleted - deadMoved - (ageDrops - len(aged)) - sizeDrops*boolInt(b.o.WhenFull == DropOldest)
 	b.dead += deadMoved + len(deadNew)
 	b.dropped(ReasonMaxAge, ageDrops)
 	b.dropped(ReasonMaxSize, sizeDrops)
