@@ -342,6 +342,16 @@ func (s *Set) bus(name string) (i2c.Bus, error) {
 	return b, nil
 }
 
+// OpenBus opens a real I²C bus by name ("/dev/i2c-1", "I2C1" or "1")
+// through periph's host drivers, for `gatewayd scan`; the caller closes it.
+func OpenBus(name string) (i2c.BusCloser, error) {
+	b, err := openHostBus(name)
+	if err != nil {
+		return nil, fmt.Errorf("open bus %s: %w", name, err)
+	}
+	return b, nil
+}
+
 func openHostBus(name string) (i2c.BusCloser, error) {
 	// host.Init is idempotent; it registers periph's sysfs I²C buses as
 	// "/dev/i2c-N" with the aliases "I2CN" and the number N.

@@ -279,3 +279,7 @@ func closest(x int32, errOf func(int32) float64) int32 {
 	}
 	return x
 }
+
+// Reg returns a register's content, for tests checking what a driver
+// programmed.
+func (c *BME280) Reg(r byte) byte { return c.regs[r] }
