@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,6 +68,10 @@ type Options struct {
 	// fails fast with ErrLocked; 0 = DefaultLockTimeout.
 	LockTimeout time.Duration
 	Logger      *slog.Logger // nil = slog.Default()
+
+	// onCommit, if set (by tests only), is called after each successful
+	// commit with the IDs it wrote and the acked IDs it deleted.
+	onCommit func(written, deleted []reading.ID)
 }
 
 // Stats describe the buffer. Between commits Depth is exact for readings
@@ -721,10 +726,11 @@ func (b *Buffer) commitOnce() error {
 		written, deleted, deadMoved int
 		ageDrops, sizeDrops         int
 		trimmed, aged               []*entry
+		delIDs                      []reading.ID
 	)
 	now := time.Now()
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed, aged = 0, 0, 0, 0, 0, nil, nil
+		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed, aged, delIDs = 0, 0, 0, 0, 0, nil, nil, nil
 		rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
 		// Keys arrive in increasing order: pack leaves full instead of
 		// bbolt's default half-full splits.
@@ -737,6 +743,9 @@ func (b *Buffer) commitOnce() error {
 					return err
 				}
 				deleted++
+				if b.o.onCommit != nil {
+					delIDs = append(delIDs, id)
+				}
 			}
 		}
 		for id, reason := range deads {
@@ -808,6 +817,16 @@ func (b *Buffer) commitOnce() error {
 		return nil
 	})
 
+	if err == nil && b.o.onCommit != nil {
+		var w []reading.ID
+		for _, e := range batch {
+			w = append(w, e.r.ID)
+		}
+		for _, e := range append(trimmed, aged...) {
+			w = slices.DeleteFunc(w, func(id reading.ID) bool { return id == e.r.ID })
+		}
+		b.o.onCommit(w, delIDs)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.committing = nil
