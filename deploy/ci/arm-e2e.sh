@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Each ARM build of gatewayd, run under qemu-user with the CPU of the oldest
+# Raspberry Pi it is meant for (so an ARMv7 instruction in the armv6 build
+# traps), reads an emulated BME280 through the real driver and delivers
+# readings over TLS to the native iotsim; we assert on iotsim's output, on
+# /healthz and /metrics of the emulated daemon, and on a clean SIGTERM exit.
+# Usage: deploy/ci/arm-e2e.sh DIST
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. deploy/ci/lib.sh
+dist=${1:-dist}
+: "${E2E_TIMEOUT:=90}" # seconds for the first reading to arrive (qemu is slow)
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+sim=$dist/iotsim-native
+[ -x "$sim" ] || { fail "arm: $sim not built"; finish arm-e2e; }
+
+# free_port N: the first port from N up that nothing listens on.
+free_port() {
+	local p=$1
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.2 s, bounded.
+wait_for() {
+	local n=$(($1 * 5))
+	shift
+	while [ $n -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.2
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# stop PID SECONDS: SIGTERM, then wait at most SECONDS; sets $stopped to the
+# exit status, or "timeout" (and kills it). Not in $(...): a subshell cannot
+# wait for our children.
+stopped=
+stop() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < $2 * 10; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid"
+			stopped=$?
+			return
+		fi
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	stopped=timeout
+}
+
+e2e() {
+	local flavour=$1 qemu=$2 cpu=$3
+	local bin=$dist/gatewayd-linux-$flavour dir=$tmp/$flavour
+	local pk=a1e2eTestPK dn=pi-$flavour secret=e2e-secret-$flavour
+	mkdir -p "$dir"
+	if ! command -v "$qemu" >/dev/null; then
+		fail "arm $flavour: $qemu not installed (apt-get install qemu-user-static)"
+		return
+	fi
+	if [ ! -x "$bin" ]; then
+		fail "arm $flavour: $bin not built"
+		return
+	fi
+	local run=("$qemu" -cpu "$cpu" "$bin")
+	local out
+	if out=$("${run[@]}" version 2>&1) && [[ $out == "gatewayd "* ]]; then
+		info "arm $flavour: $qemu -cpu $cpu: $out"
+	else
+		fail "arm $flavour: 'gatewayd version' under $qemu -cpu $cpu: $out"
+		return
+	fi
+	if ! "$qemu" -cpu "$cpu" "$dist/iotsim-linux-$flavour" -h >/dev/null 2>&1; then
+		fail "arm $flavour: iotsim-linux-$flavour does not run under $qemu -cpu $cpu"
+	fi
+
+	local port hport
+	port=$(free_port 28883)
+	"$sim" --tls "127.0.0.1:$port" --tcp "" --certs "$dir/certs" --device "$pk:$dn:$secret" \
+		>"$dir/iotsim.out" 2>"$dir/iotsim.err" &
+	local simpid=$!
+	pids+=("$simpid")
+	if ! wait_for 20 eval "grep -q 'listening' '$dir/iotsim.err' && (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null"; then
+		fail "arm $flavour: iotsim did not start:"
+		sed 's/^/     /' "$dir/iotsim.err"
+		stop "$simpid" 10
+		return
+	fi
+	# iotsim says where its throwaway CA is.
+	local ca
+	ca=$(sed -n "s/^iotsim: CA for the gateway's ca_file: //p" "$dir/iotsim.err")
+	hport=$(free_port 29102)
+
+	cat >"$dir/gatewayd.toml" <<EOF
+[device]
+product_key   = "$pk"
+device_name   = "$dn"
+device_secret = "$secret"
+
+[uplink]
+platform    = "aliyun"
+endpoint    = "127.0.0.1:$port"
+tls         = true
+ca_file     = "$ca"
+ca_replace  = true
+server_name = "localhost"
+sign_method = "hmacsha256"
+keepalive   = "60s"
+
+[buffer]
+path            = "buffer.db"
+max_size        = "4MiB"
+commit_interval = "1s"
+
+[[sensor]]
+name     = "air"
+driver   = "bme280"
+bus      = "emulated"
+address  = 0x76
+interval = "1s"
+[sensor.properties]
+temperature = "temperature"
+humidity    = "humidity"
+pressure    = "pressure"
+[sensor.emulate]
+temperature = 21.5
+humidity    = 40.0
+pressure    = 1001.0
+
+[health]
+listen = "127.0.0.1:$hport"
+
+[log]
+level = "info"
+EOF
+	local start=$SECONDS
+	"${run[@]}" run --config "$dir/gatewayd.toml" >"$dir/gatewayd.out" 2>"$dir/gatewayd.log" &
+	local gwpid=$!
+	pids+=("$gwpid")
+
+	# A reading of the emulated chip, as the platform received it.
+	if wait_for "$E2E_TIMEOUT" grep -q "$dn temperature=21\.[0-9]*" "$dir/iotsim.out"; then
+		pass "arm $flavour: reading delivered after $((SECONDS - start))s: $(grep -m1 "$dn temperature=" "$dir/iotsim.out")"
+	else
+		fail "arm $flavour: no temperature reading at iotsim within ${E2E_TIMEOUT}s; gatewayd log:"
+		tail -n 30 "$dir/gatewayd.log" | sed 's/^/     /'
+		info "iotsim output:"
+		tail -n 10 "$dir/iotsim.out" "$dir/iotsim.err" | sed 's/^/     /'
+	fi
+	grep -q "$dn humidity=40\(\.[0-9]*\)\? " "$dir/iotsim.out" || fail "arm $flavour: no humidity=40 reading at iotsim"
+
+	# The health endpoints of the emulated daemon.
+	local hz
+	if wait_for 10 curl -fsS -o "$dir/healthz" "http://127.0.0.1:$hport/healthz" && hz=$(cat "$dir/healthz") && [ "$hz" = ok ]; then
+		pass "arm $flavour: /healthz ok"
+	else
+		fail "arm $flavour: /healthz: $(curl -sS "http://127.0.0.1:$hport/healthz" 2>&1)"
+	fi
+	if curl -fsS -o "$dir/metrics" "http://127.0.0.1:$hport/metrics" &&
+		grep -q '^gatewayd_readings_taken_total{sensor="air"} [1-9]' "$dir/metrics" &&
+		grep -q '^gatewayd_pipeline_alive 1$' "$dir/metrics"; then
+		pass "arm $flavour: /metrics counts readings and says alive"
+	else
+		fail "arm $flavour: /metrics lacks readings or liveness:"
+		grep -E '^gatewayd_(readings_taken|pipeline_alive)' "$dir/metrics" 2>/dev/null | sed 's/^/     /'
+	fi
+
+	# SIGTERM drains and exits 0 well inside the unit's TimeoutStopSec (45 s).
+	local t0=$SECONDS
+	stop "$gwpid" 30
+	if [ "$stopped" = 0 ]; then
+		pass "arm $flavour: SIGTERM -> clean exit in $((SECONDS - t0))s"
+	else
+		fail "arm $flavour: SIGTERM -> exit status $stopped; log tail:"
+		tail -n 10 "$dir/gatewayd.log" | sed 's/^/     /'
+	fi
+	stop "$simpid" 10
+}
+
+e2e armv6 qemu-arm-static arm1176     # Pi Zero / Zero W / 1
+e2e armv7 qemu-arm-static cortex-a7   # Pi 2
+e2e arm64 qemu-aarch64-static cortex-a53 # Pi 3 / Zero 2 W (64-bit)
+finish arm-e2e
