@@ -78,3 +78,15 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSleepBaseline is the control for the drivers that sleep: what a
+// bare 8 ms time.Sleep costs the process in CPU on this machine (runtime
+// idle and wake-up work). A sleeping driver's cpu-ns/op minus this is its
+// own work.
+func BenchmarkSleepBaseline(b *testing.B) {
+	cpu0 := cpuTime(b)
+	for i := 0; i < b.N; i++ {
+		time.Sleep(8 * time.Millisecond)
+	}
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}

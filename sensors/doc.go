@@ -26,7 +26,16 @@
 // i2c.Bus; Close closes only what the Set opened), exit or panic, or let one
 // sensor's failure stop another sensor's loop.
 //
-// Datasheets:
+// Datasheets (the physical ranges and reset behaviour used here come from
+// them):
 //   - BME280: https://www.bosch-sensortec.com/media/boschsensortec/downloads/datasheets/bst-bme280-ds002.pdf
 //   - BMP280: https://www.bosch-sensortec.com/media/boschsensortec/downloads/datasheets/bst-bmp280-ds001.pdf
+//   - AHT20: http://www.aosong.com/userfiles/files/media/AHT20%20%E8%8B%B1%E6%96%87%E7%89%88%E8%AF%B4%E6%98%8E%E4%B9%A6%20A0%202020-12-8.pdf
+//   - SCD4x: https://sensirion.com/media/documents/48C4B7FB/64C134E7/Sensirion_SCD4x_Datasheet.pdf
+//   - HDC302x: https://www.ti.com/lit/ds/symlink/hdc3020.pdf
+//   - MCP9808: https://ww1.microchip.com/downloads/en/DeviceDoc/25095A.pdf
+//   - TMP102: https://www.ti.com/lit/ds/symlink/tmp102.pdf
+//   - SHT3x / SHT4x: see package sht
+//   - DS18B20: see package w1
+//   - TCA9548A: https://www.ti.com/lit/ds/symlink/tca9548a.pdf
 package sensors

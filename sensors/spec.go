@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -162,6 +163,11 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 		}
 		if strings.TrimSpace(sp.Bus) == "" {
 			return sp, nil, bad("bus", `is empty (use "/dev/i2c-1", or "emulated" to run without hardware)`)
+		}
+		// "1" and "I2C1" name the same bus as "/dev/i2c-1": one name, so one
+		// handle and one address book per bus.
+		if n, err := strconv.Atoi(strings.TrimPrefix(sp.Bus, "I2C")); err == nil && n >= 0 {
+			sp.Bus = "/dev/i2c-" + strconv.Itoa(n)
 		}
 		if sp.Address == 0 {
 			sp.Address = d.addrs[0]

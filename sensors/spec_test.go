@@ -52,6 +52,7 @@ func TestSpecValidation(t *testing.T) {
 	}
 	other := ok
 	other.Name = "two"
+	other.Bus = "1" // the same bus as /dev/i2c-1
 	_, err = New([]Spec{ok, other}, Options{})
 	if !errors.As(err, &se) || se.Key != "address" {
 		t.Fatalf("two sensors on one address: %v", err)
