@@ -65,9 +65,10 @@ func TestGoldenHistoryPost(t *testing.T) {
 }
 
 func TestGoldenMQTTPayload(t *testing.T) {
-	r := goldenReadings()[1]
-	r.Unit, r.Synced = "%RH", true
-	golden(t, "mqtt_reading.json", encodeMQTT("greenhouse-7", &r))
+	rs := goldenReadings()[:2]
+	rs[1].Unit, rs[1].Synced = "%RH", true
+	golden(t, "mqtt_readings.json", encodeMQTT("greenhouse-7", rs))
+	r := rs[0]
 	if got := expandTopic(DefaultTopic, "green/house", &r); got != "sensors/green_house/air" {
 		t.Errorf("topic %q", got)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -117,7 +116,10 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		case err := <-lost:
 			return err
 		case <-notify:
+			// Mostly live readings, but a restarted buffer or re-dated
+			// readings may add backlog too: look at both at once.
 			st.liveDirty = true
+			st.backHold = time.Time{}
 		case r := <-pubDone:
 			c.published(st, r)
 		case m := <-c.inbound:
@@ -150,7 +152,9 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 	}
 	if st.pauseUntil.After(now) {
 		at(st.pauseUntil)
-	} else if c.lim != nil && (len(st.live) > 0 || len(st.backlog) > 0 || len(st.split) > 0 || st.liveDirty) && len(st.pending) < int(st.window) {
+	} else if c.lim != nil && len(st.pending) < int(st.window) {
+		// Out of tokens with room in the window: wake when one is back
+		// (at most once, as waking does not spend it).
 		if tk := c.lim.TokensAt(now); tk < 1 {
 			at(now.Add(time.Duration((1 - tk) / float64(c.lim.Limit()) * float64(time.Second))))
 		}
@@ -395,11 +399,7 @@ func (c *Client) build(st *sendState, now time.Time, live bool) []*outMsg {
 	if live {
 		f = reading.Filter{NewestFirst: true, NotBefore: now.Add(-c.o.LiveWindow)}
 	}
-	n := c.o.MaxReadingsPerMsg
-	if c.o.Platform == PlatformMQTT {
-		n = max(n, c.o.MaxInflight)
-	}
-	rs, err := c.src.Take(n, f)
+	rs, err := c.src.Take(c.o.MaxReadingsPerMsg, f)
 	if err != nil {
 		if ok, k := c.gate.allow("take", now); ok {
 			c.log.Error("take readings from the buffer", "err", err, "suppressed", k)
@@ -451,16 +451,7 @@ func (c *Client) build(st *sendState, now time.Time, live bool) []*outMsg {
 		return nil
 	}
 	if c.o.Platform == PlatformMQTT {
-		out := make([]*outMsg, 0, len(ok))
-		for i := range ok {
-			r := &ok[i]
-			out = append(out, &outMsg{
-				kind: kindMQTT, key: "r" + strconv.FormatUint(uint64(r.ID), 10),
-				topic:   expandTopic(c.o.Topic, c.o.DeviceName, r),
-				payload: encodeMQTT(c.o.DeviceName, r), ids: []reading.ID{r.ID},
-			})
-		}
-		return out
+		return c.packMQTT(ok)
 	}
 	// By age: older than HistoryAge -> history post (the platform refuses
 	// them in a post); live with each property once -> property post;
@@ -520,6 +511,43 @@ func (c *Client) pack(k kind, rs []reading.Reading) []*outMsg {
 		kind: k, key: id, payload: b, ids: reading.IDs(rs), rs: rs,
 		topic: sysTopic(c.o.ProductKey, c.o.DeviceName, k.topicSuffix()),
 	}}
+}
+
+// packMQTT groups readings by their expanded topic (in order of first
+// appearance) into JSON arrays no larger than MaxMessageBytes.
+func (c *Client) packMQTT(rs []reading.Reading) []*outMsg {
+	var order []string
+	groups := map[string][]reading.Reading{}
+	for _, r := range rs {
+		t := expandTopic(c.o.Topic, c.o.DeviceName, &r)
+		if _, ok := groups[t]; !ok {
+			order = append(order, t)
+		}
+		groups[t] = append(groups[t], r)
+	}
+	var out []*outMsg
+	for _, t := range order {
+		out = append(out, c.packTopic(t, groups[t])...)
+	}
+	return out
+}
+
+func (c *Client) packTopic(topic string, rs []reading.Reading) []*outMsg {
+	b := encodeMQTT(c.o.DeviceName, rs)
+	if len(b) > c.o.MaxMessageBytes {
+		if len(rs) == 1 {
+			reason := fmt.Sprintf("a single reading encodes to %d bytes, over the %d byte message limit", len(b), c.o.MaxMessageBytes)
+			if err := c.src.DeadLetter(reading.IDs(rs), reason); err != nil {
+				c.src.Release(reading.IDs(rs))
+			} else {
+				c.stats.update(func(s *Stats) { s.DeadLettered++ })
+			}
+			return nil
+		}
+		h := len(rs) / 2
+		return append(c.packTopic(topic, rs[:h]), c.packTopic(topic, rs[h:])...)
+	}
+	return []*outMsg{{kind: kindMQTT, key: "m" + c.newID(), topic: topic, payload: b, ids: reading.IDs(rs), rs: rs}}
 }
 
 // maybeNTP asks the platform for its time: at connect, again every 30s

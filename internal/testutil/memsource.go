@@ -17,6 +17,7 @@ type MemSource struct {
 	mu       sync.Mutex
 	next     reading.ID
 	items    map[reading.ID]reading.Reading
+	order    []reading.Reading // by (Time, ID); may hold gone readings, skipped and compacted
 	inflight map[reading.ID]bool
 	acked    map[reading.ID]int
 	dead     map[reading.ID]string
@@ -39,6 +40,12 @@ func (m *MemSource) Add(rs ...reading.Reading) []reading.Reading {
 		m.next++
 		rs[i].ID = m.next
 		m.items[rs[i].ID] = rs[i]
+		// Keep order sorted; appends in time order (the usual case) are O(1).
+		n := len(m.order)
+		j := sort.Search(n, func(k int) bool { return rs[i].Time.Before(m.order[k].Time) })
+		m.order = append(m.order, reading.Reading{})
+		copy(m.order[j+1:], m.order[j:n])
+		m.order[j] = rs[i]
 	}
 	m.mu.Unlock()
 	select {
@@ -51,28 +58,41 @@ func (m *MemSource) Add(rs ...reading.Reading) []reading.Reading {
 func (m *MemSource) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.order) > 64 && len(m.order) > 2*len(m.items) {
+		live := m.order[:0]
+		for _, r := range m.order {
+			if _, ok := m.items[r.ID]; ok {
+				live = append(live, r)
+			}
+		}
+		m.order = live
+	}
 	var out []reading.Reading
-	for id, r := range m.items {
-		if m.inflight[id] {
+	for k := range m.order {
+		i := k
+		if f.NewestFirst {
+			i = len(m.order) - 1 - k
+		}
+		r := m.order[i]
+		if _, ok := m.items[r.ID]; !ok || m.inflight[r.ID] {
 			continue
 		}
 		if !f.NotBefore.IsZero() && r.Time.Before(f.NotBefore) {
+			if f.NewestFirst {
+				break
+			}
 			continue
 		}
 		if !f.Before.IsZero() && !r.Time.Before(f.Before) {
+			if !f.NewestFirst {
+				break
+			}
 			continue
 		}
 		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if !a.Time.Equal(b.Time) {
-			return a.Time.Before(b.Time) != f.NewestFirst
+		if len(out) == max {
+			break
 		}
-		return (a.ID < b.ID) != f.NewestFirst
-	})
-	if len(out) > max {
-		out = out[:max]
 	}
 	for _, r := range out {
 		m.inflight[r.ID] = true
