@@ -63,6 +63,19 @@ stop() {
 	stopped=timeout
 }
 
+# http_get PORT PATH FILE: GET over bash's /dev/tcp (no curl on a bare CI
+# machine); writes the body to FILE and succeeds on status 200.
+http_get() {
+	local resp
+	resp=$(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+		timeout 10 cat <&3
+	) || return 1
+	printf '%s' "${resp#*$'\r\n\r\n'}" >"$3"
+	[[ $resp == "HTTP/1."?" 200 "* ]]
+}
+
 e2e() {
 	local flavour=$1 qemu=$2 cpu=$3
 	local bin=$dist/gatewayd-linux-$flavour dir=$tmp/$flavour
@@ -164,13 +177,12 @@ EOF
 	grep -q "$dn humidity=40\(\.[0-9]*\)\? " "$dir/iotsim.out" || fail "arm $flavour: no humidity=40 reading at iotsim"
 
 	# The health endpoints of the emulated daemon.
-	local hz
-	if wait_for 10 curl -fsS -o "$dir/healthz" "http://127.0.0.1:$hport/healthz" && hz=$(cat "$dir/healthz") && [ "$hz" = ok ]; then
+	if wait_for 10 http_get "$hport" /healthz "$dir/healthz" && [ "$(cat "$dir/healthz")" = ok ]; then
 		pass "arm $flavour: /healthz ok"
 	else
-		fail "arm $flavour: /healthz: $(curl -sS "http://127.0.0.1:$hport/healthz" 2>&1)"
+		fail "arm $flavour: /healthz: $(cat "$dir/healthz" 2>&1)"
 	fi
-	if curl -fsS -o "$dir/metrics" "http://127.0.0.1:$hport/metrics" &&
+	if http_get "$hport" /metrics "$dir/metrics" &&
 		grep -q '^gatewayd_readings_taken_total{sensor="air"} [1-9]' "$dir/metrics" &&
 		grep -q '^gatewayd_pipeline_alive 1$' "$dir/metrics"; then
 		pass "arm $flavour: /metrics counts readings and says alive"
