@@ -247,3 +247,39 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("bus opened %d times", opened)
 	}
 }
+
+// A multiplexer that power-cycles forgets its selected channel while
+// periph's pca9548 still believes it set: the sensors behind it must come
+// back anyway, each reading its own chip.
+func TestMuxReset(t *testing.T) {
+	specs := []Spec{
+		{Name: "left", Driver: "tmp102", Bus: "emulated", Mux: &Mux{Address: 0x70, Channel: 2}, Interval: 5 * time.Millisecond,
+			Emulate: map[string]float64{"temperature": 10}},
+		{Name: "right", Driver: "tmp102", Bus: "emulated", Mux: &Mux{Address: 0x70, Channel: 3}, Interval: 5 * time.Millisecond,
+			Emulate: map[string]float64{"temperature": 30}},
+	}
+	s, b := mustSet(t, specs, nil)
+	// Alone behind the mux first: nobody else's channel switch would
+	// repair a stale channel cache.
+	s.SetInterval("right", time.Hour)
+	k, _ := running(t, s)
+	eventually(t, "readings", func() bool { return len(k.of("left")) >= 3 && len(k.of("right")) >= 1 })
+	b.Reset(0x70)
+	l := stat(s, "left").Taken
+	eventually(t, "recovery of a lone sensor after a multiplexer reset", func() bool { return stat(s, "left").Taken > l+3 })
+	s.SetInterval("right", 5*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		b.Reset(0x70)
+		l, r := stat(s, "left").Taken, stat(s, "right").Taken
+		eventually(t, "recovery after a multiplexer reset", func() bool {
+			return stat(s, "left").Taken > l+3 && stat(s, "right").Taken > r+3
+		})
+	}
+	for name, want := range map[string]float64{"left": 10, "right": 30} {
+		for _, r := range k.of(name) {
+			if r.Value < want-0.01 || r.Value > want+0.07 {
+				t.Fatalf("%s read %v, want %v: channels mixed up", name, r.Value, want)
+			}
+		}
+	}
+}

@@ -29,7 +29,7 @@ type Set struct {
 	mu      sync.Mutex // guards the fields below
 	buses   map[string]i2c.Bus
 	closers []io.Closer
-	muxes   map[muxKey]*muxDev
+	muxes   map[muxKey]*muxState
 	w1      map[string]fs.FS
 	running bool
 	closed  bool
@@ -89,7 +89,7 @@ func New(specs []Spec, o Options) (*Set, error) {
 		opts:   o,
 		byName: map[string]*sensor{},
 		buses:  map[string]i2c.Bus{},
-		muxes:  map[muxKey]*muxDev{},
+		muxes:  map[muxKey]*muxState{},
 		w1:     map[string]fs.FS{},
 	}
 	type place struct {
@@ -430,6 +430,9 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 	if se.dev == nil {
 		dev, err := se.open()
 		if err != nil {
+			if se.spec.Mux != nil {
+				se.set.muxFailed(se.spec.Bus, *se.spec.Mux)
+			}
 			return nil, nil, fmt.Errorf("init: %w", err)
 		}
 		se.dev = dev
@@ -444,9 +447,12 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 	stamp := se.set.opts.Stamp() // the moment the chip answered
 	if err != nil {
 		// Close and re-open next time: re-initialising is what brings a
-		// reset or confused chip back.
+		// reset or confused chip back (and the multiplexer in front of it).
 		_ = se.dev.close()
 		se.dev = nil
+		if se.spec.Mux != nil {
+			se.set.muxFailed(se.spec.Bus, *se.spec.Mux)
+		}
 		return nil, nil, err
 	}
 	vals := append([]float64(nil), se.vals...)
