@@ -28,13 +28,14 @@ DEB_VERSION ?= $(shell deploy/debversion.sh '$(VERSION)')
 DEB_ARCHES   := armhf:armv6 arm64:arm64 amd64:amd64
 
 NFPM := $(DIST)/.tools/nfpm
+NOTIFYLISTEN := $(DIST)/.tools/notifylisten
 
 .PHONY: build-arm build-native deb ci-deploy ci-unit ci-arm ci-deb ci-size FORCE
 
 build-arm: $(foreach f,$(ARM_FLAVOURS),$(DIST)/gatewayd-linux-$(f) $(DIST)/iotsim-linux-$(f))
 
 # Native builds for the packaging and for the e2e (iotsim runs natively).
-build-native: $(DIST)/gatewayd-linux-amd64 $(DIST)/iotsim-native
+build-native: $(DIST)/gatewayd-linux-amd64 $(DIST)/iotsim-native $(NOTIFYLISTEN)
 
 # go build is itself incremental, so always ask it (FORCE).
 $(DIST)/gatewayd-linux-%: FORCE
@@ -48,6 +49,11 @@ $(DIST)/iotsim-linux-%: FORCE
 $(DIST)/iotsim-native: FORCE
 	@mkdir -p $(DIST)
 	$(DEPLOY_GOBUILD) -o $@ ./cmd/iotsim
+
+# A stand-in for systemd's notify socket, for the e2e.
+$(NOTIFYLISTEN): FORCE
+	@mkdir -p $(dir $@)
+	CGO_ENABLED=0 $(GO) build -o $@ ./deploy/ci/notifylisten
 
 # nfpm lives in its own module (deploy/nfpm/go.mod) so its many
 # dependencies stay out of gatewayd's go.mod.
@@ -72,7 +78,7 @@ ci-deploy: build-arm build-native deb
 # The checks one by one, for local use.
 ci-unit: $(DIST)/gatewayd-linux-amd64
 	@deploy/ci/unit.sh $(DIST)
-ci-arm: build-arm $(DIST)/iotsim-native
+ci-arm: build-arm $(DIST)/iotsim-native $(NOTIFYLISTEN)
 	@deploy/ci/arm-e2e.sh $(DIST)
 ci-deb: deb
 	@deploy/ci/deb-check.sh $(DIST)

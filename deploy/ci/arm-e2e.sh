@@ -3,7 +3,8 @@
 # Raspberry Pi it is meant for (so an ARMv7 instruction in the armv6 build
 # traps), reads an emulated BME280 through the real driver and delivers
 # readings over TLS to the native iotsim; we assert on iotsim's output, on
-# /healthz and /metrics of the emulated daemon, and on a clean SIGTERM exit.
+# /healthz and /metrics of the emulated daemon, on what it tells a real
+# systemd notify socket (READY, WATCHDOG, STOPPING), and on a clean SIGTERM exit.
 # Usage: deploy/ci/arm-e2e.sh DIST
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +23,9 @@ cleanup() {
 trap cleanup EXIT
 
 sim=$dist/iotsim-native
+notify=$dist/.tools/notifylisten
 [ -x "$sim" ] || { fail "arm: $sim not built"; finish arm-e2e; }
+[ -x "$notify" ] || { fail "arm: $notify not built"; finish arm-e2e; }
 
 # free_port N: the first port from N up that nothing listens on.
 free_port() {
@@ -160,8 +163,18 @@ listen = "127.0.0.1:$hport"
 [log]
 level = "info"
 EOF
+	# A notify socket as systemd provides it, with a 2 s watchdog.
+	"$notify" -socket "$dir/notify.sock" -max 5m >"$dir/notify.log" 2>&1 &
+	local npid=$!
+	pids+=("$npid")
+	wait_for 10 test -S "$dir/notify.sock" || fail "arm $flavour: notify socket not created"
+
 	local start=$SECONDS
-	"${run[@]}" run --config "$dir/gatewayd.toml" >"$dir/gatewayd.out" 2>"$dir/gatewayd.log" &
+	# qemu-user runs the program in its own process, so its pid is ours
+	# (exec keeps $$): WATCHDOG_PID must name it, as systemd's does.
+	NOTIFY_SOCKET=$dir/notify.sock WATCHDOG_USEC=2000000 \
+		bash -c 'WATCHDOG_PID=$$ exec "$@"' gatewayd "${run[@]}" run --config "$dir/gatewayd.toml" \
+		>"$dir/gatewayd.out" 2>"$dir/gatewayd.log" &
 	local gwpid=$!
 	pids+=("$gwpid")
 
@@ -191,16 +204,27 @@ EOF
 		grep -E '^gatewayd_(readings_taken|pipeline_alive)' "$dir/metrics" 2>/dev/null | sed 's/^/     /'
 	fi
 
+	# What systemd would hear: READY once, then WATCHDOG=1 every second.
+	feeds() { [ "$(grep -c ' WATCHDOG=1$' "$dir/notify.log")" -ge "$1" ]; }
+	if [ "$(grep -c ' READY=1$' "$dir/notify.log")" = 1 ] && wait_for 10 feeds 3; then
+		pass "arm $flavour: sd_notify READY=1, then WATCHDOG=1 x$(grep -c ' WATCHDOG=1$' "$dir/notify.log") (WATCHDOG_USEC=2s)"
+	else
+		fail "arm $flavour: notify socket got:"
+		sed 's/^/     /' "$dir/notify.log"
+	fi
+
 	# SIGTERM drains and exits 0 well inside the unit's TimeoutStopSec (45 s).
 	local t0=$SECONDS
 	stop "$gwpid" 30
 	if [ "$stopped" = 0 ]; then
 		pass "arm $flavour: SIGTERM -> clean exit in $((SECONDS - t0))s"
+		grep -q ' STOPPING=1$' "$dir/notify.log" || fail "arm $flavour: no STOPPING=1 on SIGTERM"
 	else
 		fail "arm $flavour: SIGTERM -> exit status $stopped; log tail:"
 		tail -n 10 "$dir/gatewayd.log" | sed 's/^/     /'
 	fi
 	stop "$simpid" 10
+	stop "$npid" 10
 }
 
 e2e armv6 qemu-arm-static arm1176     # Pi Zero / Zero W / 1
