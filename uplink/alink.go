@@ -81,8 +81,17 @@ func appendFloat(b []byte, v float64) []byte {
 }
 
 func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	// Plain ASCII needs no escaping: the common case, and the hot one when
+	// a backlog of thousands of readings is encoded.
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func appendValue(b []byte, r *reading.Reading) []byte {

@@ -92,3 +92,12 @@ func TestClassifyCode(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestAppendStringMatchesJSON(t *testing.T) {
+	for _, s := range []string{"", "temperature", `a"b`, `back\slash`, "tab\t", "<html>&", "°C", "\u2028", "\x7f", "ä"} {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}

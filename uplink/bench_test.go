@@ -99,9 +99,9 @@ func benchIotsim(b *testing.B, perSecond float64) {
 	pw, _ := uplink.Sign("hmacsha256", pk, "naive", secret, "naive", "1")
 	tc := tlsTo(b, s.caFile)
 	tc.ServerName = "127.0.0.1"
-	naive := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://"+s.TLSAddr()).SetTLSConfig(tc).
-		SetClientID(uplink.ClientIDField("naive", true, "hmacsha256", "1")).SetUsername("naive&"+pk).SetPassword(pw).
-		SetKeepAlive(60*time.Second).SetProtocolVersion(4).SetAutoReconnect(false))
+	naive := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://" + s.TLSAddr()).SetTLSConfig(tc).
+		SetClientID(uplink.ClientIDField("naive", true, "hmacsha256", "1")).SetUsername("naive&" + pk).SetPassword(pw).
+		SetKeepAlive(60 * time.Second).SetProtocolVersion(4).SetAutoReconnect(false))
 	waitToken(b, naive.Connect())
 	defer naive.Disconnect(100)
 	topic := "/sys/" + pk + "/naive/thing/event/property/post"
@@ -141,7 +141,7 @@ func benchMosquitto(b *testing.B) {
 	}, src)
 	stop := run(b, c)
 	defer stop()
-	naive := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://"+m.Addr).SetTLSConfig(tlsTo(b, ca.File)).
+	naive := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://" + m.Addr).SetTLSConfig(tlsTo(b, ca.File)).
 		SetClientID("naive").SetProtocolVersion(4).SetAutoReconnect(false))
 	waitToken(b, naive.Connect())
 	defer naive.Disconnect(100)

@@ -3,6 +3,7 @@ package uplink_test
 import (
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,6 +84,8 @@ func TestWrongSecretRefused(t *testing.T) {
 	o := simOptions(s, log)
 	o.DeviceSecret = "not-the-secret"
 	o.BackoffMin, o.BackoffMax = time.Second, 2*time.Minute // the defaults
+	var beats atomic.Int64
+	o.Beat = func() { beats.Add(1) }
 	c := newClient(t, o, src)
 	stop := run(t, c)
 	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().ConnectFailures >= 1 }) {
@@ -90,6 +93,9 @@ func TestWrongSecretRefused(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond) // would see retries if it hammered
 	stop()
+	if n := beats.Load(); n < 2 {
+		t.Errorf("%d watchdog beats while backing off for 1.5s", n)
+	}
 	conns := s.Connects()
 	if len(conns) != 1 || conns[0].Code != 4 {
 		t.Fatalf("connect attempts %+v: want exactly one, refused with 4 (the next waits for ~1-2 min)", conns)

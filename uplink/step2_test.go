@@ -517,3 +517,51 @@ func TestMessageSizeBound(t *testing.T) {
 		t.Errorf("only %d messages", len(s.Messages()))
 	}
 }
+
+// Readings whose time cannot be trusted yet wait; once FixTime can date
+// them they go out with the corrected time. Beat keeps coming meanwhile.
+func TestFixTimeHoldsAndRedates(t *testing.T) {
+	s := startSim(t, nil)
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	bogus := time.Date(1970, 1, 1, 0, 0, 5, 0, time.UTC) // a board without an RTC
+	r := src.Add(reading.Reading{Sensor: "air", Property: "temperature", Value: 21.5, Time: bogus, Mono: 5 * time.Second})
+	var mu sync.Mutex
+	synced := false
+	boot := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	var beats int
+	o := simOptions(s, log)
+	o.FixTime = func(r *reading.Reading) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !synced {
+			return false
+		}
+		r.Time = boot.Add(r.Mono)
+		return true
+	}
+	o.Beat = func() { mu.Lock(); beats++; mu.Unlock() }
+	c := newClient(t, o, src)
+	stop := run(t, c)
+	time.Sleep(2200 * time.Millisecond)
+	mu.Lock()
+	b := beats
+	mu.Unlock()
+	if len(s.Messages()) != 0 || !src.Has(r[0].ID) {
+		t.Fatalf("sent before the time could be trusted: %+v", s.Messages())
+	}
+	if b < 3 {
+		t.Fatalf("%d beats in 2.2s", b)
+	}
+	mu.Lock()
+	synced = true
+	mu.Unlock()
+	if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(r[0].ID) }) {
+		t.Fatalf("not sent after sync: %+v", c.Stats())
+	}
+	stop()
+	acc := s.Accepted()
+	if len(acc) != 1 || !acc[0].Time.Equal(boot.Add(5*time.Second)) {
+		t.Fatalf("accepted %+v, want time %v", acc, boot.Add(5*time.Second))
+	}
+}
