@@ -388,7 +388,7 @@ type sensor struct {
 func newSensor(s *Set, sp Spec, d *driver) *sensor {
 	se := &sensor{
 		set: s, spec: sp, drv: d,
-		log:      s.log.With("sensor", sp.Name, "driver", sp.Driver),
+		log:      s.log.With("sensor", sp.Name, "driver", sp.Driver, "chip", d.chip),
 		wake:     make(chan struct{}, 1),
 		vals:     make([]float64, len(d.meas)),
 		interval: sp.Interval,
@@ -538,6 +538,9 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 					se.dropDev()
 				}
 				break
+			}
+			if len(rs) == 0 {
+				break // every measurement switched off: nothing to send
 			}
 			if err := sink.Append(ctx, rs); err != nil {
 				if ctx.Err() != nil {

@@ -1,7 +1,9 @@
 package sensors
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -66,5 +68,32 @@ func TestMeasurements(t *testing.T) {
 	}
 	if _, err := Measurements("nope"); err == nil {
 		t.Fatal("unknown driver accepted")
+	}
+}
+
+// With no OpenBus, "emulated" builds the emulated bus from the specs and a
+// device path goes to periph's host drivers; a bus that does not exist is
+// a sensor error, not a crash, and the other sensors still read.
+func TestDefaultBusOpening(t *testing.T) {
+	s, err := New([]Spec{
+		{Name: "air", Driver: "bme280", Bus: "emulated", Emulate: map[string]float64{"pressure": 950}},
+		{Name: "box", Driver: "sht4x", Bus: "emulated:second"},
+		{Name: "real", Driver: "tmp102", Bus: "/dev/i2c-97"},
+	}, Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res := s.ReadOnce(context.Background())
+	if res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("emulated sensors failed: %v / %v", res[0].Err, res[1].Err)
+	}
+	for _, r := range res[0].Readings {
+		if r.Measurement == "pressure" && (r.Value < 949.99 || r.Value > 950.06) {
+			t.Errorf("pressure %v, emulated 950", r.Value)
+		}
+	}
+	if res[2].Err == nil || !strings.Contains(res[2].Err.Error(), "open bus /dev/i2c-97") {
+		t.Fatalf("missing bus: %v", res[2].Err)
 	}
 }
