@@ -45,7 +45,8 @@ type Client struct {
 	jobs    chan job        // send loop -> downlink worker
 
 	mu   sync.Mutex
-	conn mqtt.Client // current connection, for the downlink worker's replies
+	conn mqtt.Client   // current connection, for the downlink worker's replies
+	done chan struct{} // closed when Run returns: paho callbacks stop waiting
 }
 
 type inboundMsg struct {
@@ -162,6 +163,11 @@ func (c *Client) Run(ctx context.Context) error {
 		return errRunning
 	}
 	defer c.running.Store(false)
+	done := make(chan struct{})
+	c.mu.Lock()
+	c.done = done
+	c.mu.Unlock()
+	defer close(done)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -363,9 +369,15 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 // onMessage runs on paho's goroutines: copy and hand over, never block long.
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	p := append([]byte(nil), m.Payload()...)
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
 	select {
 	case c.inbound <- inboundMsg{topic: m.Topic(), payload: p}:
-	case <-time.After(5 * time.Second):
+	case <-done:
+	case <-t.C:
 		if ok, n := c.gate.allow("inbound-full", c.o.Now()); ok {
 			c.log.Warn("downlink message dropped: send loop busy", "topic", m.Topic(), "suppressed", n)
 		}

@@ -565,3 +565,39 @@ func TestFixTimeHoldsAndRedates(t *testing.T) {
 		t.Fatalf("accepted %+v, want time %v", acc, boot.Add(5*time.Second))
 	}
 }
+
+// A broken link does not flood the log: many attempts, few lines.
+func TestConnectErrorLogsRateLimited(t *testing.T) {
+	s := startSim(t, nil)
+	log, lines := newLogger(t)
+	o := simOptions(s, log)
+	o.CAFile, o.CAReplace = "", false // the embedded root does not trust the emulator
+	o.BackoffMin, o.BackoffMax = 5*time.Millisecond, 20*time.Millisecond
+	c := newClient(t, o, testutil.NewMemSource())
+	stop := run(t, c)
+	time.Sleep(time.Second)
+	stop()
+	n := strings.Count(lines.String(), "connect failed")
+	if f := c.Stats().ConnectFailures; f < 20 || n > 2 {
+		t.Fatalf("%d attempts logged in %d lines", f, n)
+	}
+}
+
+// securemode 3: plain TCP to the emulator's TCP listener.
+func TestPlainTCPSecuremode3(t *testing.T) {
+	s := startSim(t, nil)
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	src.Add(liveReadings(2, time.Now())...)
+	o := simOptions(s, log)
+	o.Endpoint, o.TLS, o.SignMethod = s.TCPAddr(), false, "hmacmd5"
+	c := newClient(t, o, src)
+	stop := run(t, c)
+	if !testutil.Eventually(5*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
+		t.Fatalf("not drained: %+v", c.Stats())
+	}
+	stop()
+	if cs := s.Connects(); len(cs) != 1 || !strings.Contains(cs[0].ClientID, "securemode=3,signmethod=hmacmd5") {
+		t.Fatalf("connects %+v", cs)
+	}
+}

@@ -127,6 +127,7 @@ type Server struct {
 	outage   bool
 	replyFn  ReplyFunc
 	waiters  map[string]chan []byte // topic -> first message published there by a device
+	setID    uint64                 // last property-set id sent
 	closed   bool
 }
 
@@ -300,7 +301,7 @@ func (s *Server) Publish(topic string, payload []byte) error {
 }
 
 // Request publishes a downlink message and waits for the first message a
-// device publishes on replyTopic.
+// device publishes on replyTopic. One request per reply topic at a time.
 func (s *Server) Request(ctx context.Context, topic string, payload []byte, replyTopic string) ([]byte, error) {
 	ch := make(chan []byte, 1)
 	s.mu.Lock()
@@ -332,18 +333,13 @@ type SetReply struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-var setID struct {
-	sync.Mutex
-	n uint64
-}
-
 // SetProperty sends thing.service.property.set to a device and waits for
 // its set_reply.
 func (s *Server) SetProperty(ctx context.Context, productKey, deviceName string, params map[string]any) (SetReply, error) {
-	setID.Lock()
-	setID.n++
-	id := strconv.FormatUint(setID.n, 10)
-	setID.Unlock()
+	s.mu.Lock()
+	s.setID++
+	id := strconv.FormatUint(s.setID, 10)
+	s.mu.Unlock()
 	body, err := json.Marshal(map[string]any{"id": id, "version": "1.0", "params": params, "method": "thing.service.property.set"})
 	if err != nil {
 		return SetReply{}, err
