@@ -65,6 +65,54 @@ for s in postinst prerm postrm; do
 	if [ -x "$tmp/$s" ] && sh -n "$tmp/$s"; then :; else fail "deb: maintainer script $s missing, not executable or not valid sh"; fi
 done
 
+# --- Maintainer scripts on a board with a running systemd ---------------------
+# The branch every real install takes, run directly in a private mount
+# namespace: tmpfs over /run (with /run/systemd/system, which is how the
+# script tells systemd runs) and over /etc (so the host's accounts and config
+# are neither seen nor touched), with systemctl, useradd and usermod replaced
+# by stubs that log their arguments.
+live_script() { # SCRIPT NAME EXPECT-REGEX FORBID-REGEX CONFIG? ACTIVE? ARGS...
+	local script=$1 name=$2 expect=$3 forbid=$4 config=$5 active=$6
+	shift 6
+	local d=$tmp/live-$script-$name
+	mkdir -p "$d/stubs"
+	for s in systemctl useradd usermod; do
+		printf '#!/bin/sh\necho "%s $*" >>"%s/calls"\n[ "$1" != is-active ] || exit %s\n' \
+			"$s" "$d" "$([ "$active" = yes ] && echo 0 || echo 3)" >"$d/stubs/$s"
+		chmod +x "$d/stubs/$s"
+	done
+	: >"$d/calls"
+	if ! unshare --mount --propagation private --fork sh -c '
+		mount -t tmpfs gatewayd-test /run && mkdir -p /run/systemd/system &&
+		mount -t tmpfs gatewayd-test /etc &&
+		{ [ "$1" != yes ] || { mkdir -p /etc/gatewayd && : >/etc/gatewayd/gatewayd.toml; }; } &&
+		shift && PATH="$0:$PATH" sh "$@"' "$d/stubs" "$config" "$tmp/$script" "$@" >"$d/out" 2>&1; then
+		fail "deb: $script ($name) failed:"
+		sed 's/^/     /' "$d/out" "$d/calls"
+		return
+	fi
+	local calls
+	calls=$(tr '\n' ';' <"$d/calls")
+	if [[ $calls =~ $expect ]] && { [ -z "$forbid" ] || ! [[ $calls =~ $forbid ]]; }; then
+		pass "deb: $script $name: $calls"
+	else
+		fail "deb: $script $name: calls '$calls' (want /$expect/, not /$forbid/)"
+	fi
+}
+live_script postinst first-install-no-config \
+	'useradd .*--system.*gatewayd;.*systemctl daemon-reload;systemctl enable gatewayd.service gatewayd.path;systemctl start gatewayd.path;' \
+	';systemctl start gatewayd.service|restart' no no configure ''
+live_script postinst first-install-with-config \
+	'systemctl start gatewayd.path;.*systemctl start gatewayd.service;' 'restart' yes no configure ''
+live_script postinst upgrade-running \
+	'systemctl restart gatewayd.service;' ';systemctl start gatewayd.service' yes yes configure 0.9.0
+live_script postinst upgrade-stopped-on-purpose \
+	'systemctl start gatewayd.path;' ';systemctl start gatewayd.service|restart' yes no configure 0.9.0
+live_script prerm remove \
+	'^systemctl stop gatewayd.path gatewayd.service;systemctl disable gatewayd.service gatewayd.path;$' '' yes yes remove
+live_script prerm upgrade '^$' '' yes yes upgrade 1.0.0
+live_script postrm remove '^systemctl daemon-reload;$' '' yes no remove
+
 # --- Install into a throwaway root ---------------------------------------------
 # A minimal root: dpkg's database, and the account files useradd edits. The
 # i2c and gpio groups exist as on Raspberry Pi OS.
