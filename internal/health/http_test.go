@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -206,9 +206,12 @@ func parseExposition(s string) (map[string]*parsedFamily, error) {
 	if !strings.HasSuffix(s, "\n") {
 		return nil, fmt.Errorf("does not end in a newline")
 	}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for ln := 1; sc.Scan(); ln++ {
-		line := sc.Text()
+	// Not bufio.Scanner: it would drop a \r that belongs to the text.
+	for ln, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		ln++
+		if !utf8.ValidString(line) {
+			return nil, fmt.Errorf("line %d: invalid UTF-8", ln)
+		}
 		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
 			name, help, _ := strings.Cut(rest, " ")
 			if fams[name] != nil {
@@ -292,7 +295,7 @@ func parseExposition(s string) (map[string]*parsedFamily, error) {
 		}
 		fams[name].samples[key] = v
 	}
-	return fams, sc.Err()
+	return fams, nil
 }
 
 func unescape(s string, quote bool) (string, error) {

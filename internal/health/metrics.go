@@ -76,7 +76,8 @@ func (w *MetricWriter) add(typ, name, help string, value float64, labels []strin
 		}
 		b.WriteString(ln)
 		b.WriteString(`="`)
-		b.WriteString(labelEscaper.Replace(labels[i+1]))
+		// Scrapers reject invalid UTF-8; a garbled name still shows.
+		b.WriteString(labelEscaper.Replace(strings.ToValidUTF8(labels[i+1], "\uFFFD")))
 		b.WriteByte('"')
 	}
 	if b.Len() > 0 {
@@ -149,7 +150,7 @@ func (w *MetricWriter) WriteTo(out io.Writer) (int64, error) {
 		if len(f.samples) == 0 {
 			continue
 		}
-		fmt.Fprintf(cw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(f.help), f.name, f.typ)
+		fmt.Fprintf(cw, "# HELP %s %s\n# TYPE %s %s\n", f.name, helpEscaper.Replace(strings.ToValidUTF8(f.help, "\uFFFD")), f.name, f.typ)
 		for _, s := range f.samples {
 			fmt.Fprintf(cw, "%s%s %s\n", f.name, s.labels, formatValue(s.value))
 		}
