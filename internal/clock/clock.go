@@ -120,6 +120,7 @@ type Clock struct {
 	saved     bool              // this boot's anchor is in StateDir
 	anchors   map[string]anchor // earlier boots, from StateDir
 	sysErr    bool              // adjtimex failed (logged once)
+	monoErr   bool              // boottime failed (logged once)
 }
 
 // New returns a Clock. It never fails: a clock that cannot tell whether it is
@@ -216,46 +217,62 @@ func (c *Clock) systemSynced() bool {
 	return time.Duration(int64(tx.Maxerror))*time.Microsecond <= c.opts.MaxError
 }
 
-// now returns the true wall time and CLOCK_BOOTTIME read together, and
-// whether that wall time can be trusted, and from which source.
-func (c *Clock) now() (wall time.Time, mono time.Duration, ok bool, source string) {
+// sample is one look at the clocks: the wall time (true if ok), the
+// CLOCK_BOOTTIME it belongs to (meaningful if monoOK), and the source.
+type sample struct {
+	wall   time.Time
+	mono   time.Duration
+	monoOK bool
+	ok     bool
+	source string
+}
+
+// now reads the true wall time and CLOCK_BOOTTIME together, and whether
+// that wall time can be trusted.
+func (c *Clock) now() sample {
 	mono, err := c.opts.Boottime()
-	wall = c.opts.Now().UTC()
+	s := sample{wall: c.opts.Now().UTC(), mono: mono, monoOK: err == nil}
 	if err != nil {
 		// Without boottime nothing can be corrected; only a disciplined
 		// system clock can still be trusted.
-		c.log.Warn("boottime unavailable", "err", err)
-		mono = 0
+		s.mono = 0
+		c.mu.Lock()
+		first := !c.monoErr
+		c.monoErr = true
+		c.mu.Unlock()
+		if first {
+			c.log.Warn("boottime unavailable; readings cannot be corrected", "err", err)
+		}
 	}
 	if c.systemSynced() {
-		ok, source = true, "system"
-	} else {
+		s.ok, s.source = true, "system"
+	} else if s.monoOK {
 		c.mu.Lock()
-		if c.ntp != nil && err == nil {
-			wall, ok, source = c.ntp.at(mono), true, "platform-ntp"
+		if c.ntp != nil {
+			s.wall, s.ok, s.source = c.ntp.at(mono), true, "platform-ntp"
 		}
 		c.mu.Unlock()
 	}
-	if ok && err == nil {
-		c.noteSynced(wall, mono, source)
-	} else if !ok {
+	if s.ok {
+		c.noteSynced(s)
+	} else {
 		c.noteUnsynced()
 	}
-	return wall, mono, ok, source
+	return s
 }
 
-func (c *Clock) noteSynced(wall time.Time, mono time.Duration, source string) {
+func (c *Clock) noteSynced(s sample) {
 	c.mu.Lock()
 	first := !c.wasSynced
 	c.wasSynced = true
-	save := !c.saved && c.opts.StateDir != ""
+	save := !c.saved && c.opts.StateDir != "" && s.monoOK
 	c.saved = c.saved || save
 	c.mu.Unlock()
 	if first {
-		c.log.Info("clock synchronised", "source", source, "time", wall)
+		c.log.Info("clock synchronised", "source", s.source, "time", s.wall)
 	}
 	if save {
-		if err := c.saveAnchor(anchor{BootID: c.bootID, Mono: mono, Wall: wall}); err != nil {
+		if err := c.saveAnchor(anchor{BootID: c.bootID, Mono: s.mono, Wall: s.wall}); err != nil {
 			c.log.Warn("cannot save clock anchor; readings from this boot not yet corrected will be unknown after a reboot",
 				"err", err)
 		}
@@ -279,20 +296,19 @@ func (c *Clock) noteUnsynced() {
 // Synced reports whether the clock knows the true time now (system clock
 // disciplined, or a platform NTP answer received in this process).
 func (c *Clock) Synced() bool {
-	_, _, ok, _ := c.now()
-	return ok
+	return c.now().ok
 }
 
 // Now returns the true time and true, or the untrusted system time and false.
 func (c *Clock) Now() (time.Time, bool) {
-	wall, _, ok, _ := c.now()
-	return wall, ok
+	s := c.now()
+	return s.wall, s.ok
 }
 
 // Stamp returns when "now" is, for a reading taken now.
 func (c *Clock) Stamp() reading.Stamp {
-	wall, mono, ok, _ := c.now()
-	return reading.Stamp{Time: wall, Mono: mono, BootID: c.bootID, Synced: ok}
+	s := c.now()
+	return reading.Stamp{Time: s.wall, Mono: s.mono, BootID: c.bootID, Synced: s.ok}
 }
 
 // ObserveServerTime records the platform's answer to an NTP-over-MQTT
@@ -339,14 +355,14 @@ func (c *Clock) Check(r *reading.Reading) Verdict {
 		return Trusted
 	}
 	if r.BootID == c.bootID && r.BootID != "" {
-		wall, mono, ok, _ := c.now()
-		if !ok {
+		s := c.now()
+		if !s.ok || !s.monoOK {
 			return Wait
 		}
-		if r.Mono < 0 || r.Mono > mono {
+		if r.Mono < 0 || r.Mono > s.mono {
 			return Unknown // impossible for this boot: a corrupt record
 		}
-		r.Time = wall.Add(-(mono - r.Mono))
+		r.Time = s.wall.Add(-(s.mono - r.Mono))
 		r.Synced = true
 		return Trusted
 	}

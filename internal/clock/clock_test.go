@@ -399,6 +399,12 @@ func TestBoottimeFailure(t *testing.T) {
 	if s := c.Stamp(); !s.Synced || !s.Time.Equal(trueTime) {
 		t.Errorf("Stamp with a synced system clock = %+v", s)
 	}
+	// An unsynced reading of this boot cannot be corrected without
+	// boottime, but it is not lost either: it waits.
+	r := reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"}
+	if v := c.Check(&r); v != Wait || r.Synced {
+		t.Errorf("Check without boottime = %v %+v, want wait, unchanged", v, r)
+	}
 }
 
 // The real kernel of the machine running the tests.

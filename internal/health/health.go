@@ -50,11 +50,12 @@ type Health struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	hearts   map[string]*heart
-	feeds    uint64
-	stuck    bool   // the last feed was withheld, to log each change once
-	lastErrs string // collector errors last logged, to log each change once
+	mu        sync.Mutex
+	hearts    map[string]*heart
+	feeds     uint64
+	stuck     bool   // the last feed was withheld, to log each change once
+	notifyErr bool   // the last sd_notify failed, to log each run of failures once
+	lastErrs  string // collector errors last logged, to log each change once
 }
 
 // New returns a Health with no registered loops.
@@ -190,8 +191,14 @@ func (h *Health) feed() {
 	h.notify("WATCHDOG=1")
 }
 
+// notify logs the first failure of a run of failures, not every tick.
 func (h *Health) notify(state string) {
-	if _, err := h.opts.Notify(state); err != nil {
+	_, err := h.opts.Notify(state)
+	h.mu.Lock()
+	first := err != nil && !h.notifyErr
+	h.notifyErr = err != nil
+	h.mu.Unlock()
+	if first {
 		h.log.Warn("sd_notify failed", "state", strings.SplitN(state, "\n", 2)[0], "err", err)
 	}
 }

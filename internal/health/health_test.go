@@ -295,3 +295,27 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// systemd unreachable: logged, never fatal; the watchdog logic still runs.
+func TestRunNotifyFails(t *testing.T) {
+	var mu sync.Mutex
+	var states []string
+	h := New(Options{Logger: quiet(), Watchdog: 40 * time.Millisecond, Notify: func(s string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		states = append(states, s)
+		return false, os.ErrPermission
+	}})
+	h.Register("uplink", time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := h.Run(ctx); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(states) < 4 || states[0] != "READY=1\nSTATUS=running" || count(states, "WATCHDOG=1") < 2 ||
+		states[len(states)-1] != "STOPPING=1\nSTATUS=stopping" {
+		t.Errorf("notifications = %q", states)
+	}
+}
