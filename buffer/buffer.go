@@ -131,6 +131,7 @@ type Buffer struct {
 	deadNew    []deadEntry             // dead-lettered before their commit
 	delInTx    map[reading.ID]struct{} // toDelete as taken by the running commit
 	deadInTx   map[reading.ID]string   // toDead as taken by the running commit
+	deadNewTx  int                     // len(deadNew) as taken by the running commit
 	committed  int                     // records in the readings bucket
 	dead       int
 	inuse      int64 // bytes of pages in use after the last commit
@@ -576,7 +577,7 @@ func (b *Buffer) Stats() Stats {
 	s.Pending = len(b.live)
 	s.Depth = max(b.committed-len(b.toDelete)-len(b.toDead)-len(b.delInTx)-len(b.deadInTx), 0) + len(b.live)
 	s.InFlight = len(b.inflight)
-	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead) + len(b.deadInTx)
+	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead) + len(b.deadInTx) + b.deadNewTx
 	s.NextID = b.nextID
 	s.Bytes = b.fileSize()
 	if !b.closed {
@@ -718,7 +719,7 @@ func (b *Buffer) commitOnce() error {
 	}
 	b.toDelete, b.toDead, b.deadNew = map[reading.ID]struct{}{}, map[reading.ID]string{}, nil
 	// Still gone for Take while the transaction runs.
-	b.delInTx, b.deadInTx = dels, deads
+	b.delInTx, b.deadInTx, b.deadNewTx = dels, deads, len(deadNew)
 	inuse, soft := b.inuse, b.soft
 	b.mu.Unlock()
 
@@ -830,7 +831,7 @@ func (b *Buffer) commitOnce() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.committing = nil
-	b.delInTx, b.deadInTx = nil, nil
+	b.delInTx, b.deadInTx, b.deadNewTx = nil, nil, 0
 	if err != nil {
 		b.st.CommitErrors++
 		b.failing, b.lastFull = true, isFull(err)

@@ -83,6 +83,20 @@ func TestCorruptFilesSetAside(t *testing.T) {
 	}
 }
 
+// TestOneMetaPageDamaged: bbolt keeps two meta pages so that one torn write
+// loses at most the last transaction; such a file is not corrupt.
+func TestOneMetaPageDamaged(t *testing.T) {
+	path, _ := makeFile(t, 100)
+	overwrite(t, path, 16, make([]byte, 64)) // meta0's fields, keep the header
+	b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
+	if s := b.Stats(); s.CorruptFiles != 0 {
+		t.Fatalf("a file with one good meta page was set aside: %+v", s)
+	}
+	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 0 {
+		t.Fatalf("set aside: %v", aside)
+	}
+}
+
 func TestCorruptFileInspectRefuses(t *testing.T) {
 	path, _ := makeFile(t, 100)
 	overwrite(t, path, 0, make([]byte, 8192))

@@ -90,16 +90,19 @@ func (w *walker) currentMeta() (rawMeta, error) {
 			return
 		}
 		m, ok := parseMeta(buf)
-		if ok && (!found || m.txid > best.txid) {
+		if ok && (off == 0 || int64(m.pageSize) == off) && (!found || m.txid > best.txid) {
 			best, found = m, true
 		}
 	}
 	tryAt(0)
-	for _, ps := range []int64{4096, 8192, 16384, 65536, int64(os.Getpagesize())} {
-		if found && int64(best.pageSize) != ps {
-			continue
+	if found {
+		tryAt(int64(best.pageSize))
+	} else {
+		// meta0 is damaged: meta1 sits one page in, at a page size
+		// only meta1 itself could tell.
+		for _, ps := range []int64{512, 1024, 2048, 4096, 8192, 16384, 32768, 65536} {
+			tryAt(ps)
 		}
-		tryAt(ps)
 	}
 	if !found {
 		return best, fmt.Errorf("%w: no valid meta page", ErrCorrupt)
