@@ -34,6 +34,7 @@ for pair in armhf:armv6 arm64:arm64 amd64:amd64; do
 		"-rw-r--r-- root/root ./usr/lib/systemd/system/gatewayd.service" \
 		"-rw-r--r-- root/root ./usr/lib/systemd/system/gatewayd.path" \
 		"-rw-r--r-- root/root ./usr/lib/systemd/system/gatewayd-reload.service" \
+		"-rw-r--r-- root/root ./usr/lib/udev/rules.d/60-gatewayd.rules" \
 		"-rw-r--r-- root/root ./usr/share/doc/gatewayd/examples/gatewayd.toml" \
 		"-rw-r--r-- root/root ./usr/share/doc/gatewayd/README.md" \
 		"drwxr-xr-x root/root ./etc/gatewayd/"; do
@@ -69,14 +70,14 @@ done
 # The branch every real install takes, run directly in a private mount
 # namespace: tmpfs over /run (with /run/systemd/system, which is how the
 # script tells systemd runs) and over /etc (so the host's accounts and config
-# are neither seen nor touched), with systemctl, useradd and usermod replaced
-# by stubs that log their arguments.
+# are neither seen nor touched), with systemctl, udevadm, useradd, usermod
+# and groupadd replaced by stubs that log their arguments.
 live_script() { # SCRIPT NAME EXPECT-REGEX FORBID-REGEX CONFIG? ACTIVE? ARGS...
 	local script=$1 name=$2 expect=$3 forbid=$4 config=$5 active=$6
 	shift 6
 	local d=$tmp/live-$script-$name
 	mkdir -p "$d/stubs"
-	for s in systemctl useradd usermod; do
+	for s in systemctl useradd usermod groupadd udevadm; do
 		printf '#!/bin/sh\necho "%s $*" >>"%s/calls"\n[ "$1" != is-active ] || exit %s\n' \
 			"$s" "$d" "$([ "$active" = yes ] && echo 0 || echo 3)" >"$d/stubs/$s"
 		chmod +x "$d/stubs/$s"
@@ -100,7 +101,7 @@ live_script() { # SCRIPT NAME EXPECT-REGEX FORBID-REGEX CONFIG? ACTIVE? ARGS...
 	fi
 }
 live_script postinst first-install-no-config \
-	'useradd .*--system.*gatewayd;.*systemctl daemon-reload;systemctl enable gatewayd.service gatewayd.path;systemctl start gatewayd.path;' \
+	'useradd .*--system.*gatewayd;groupadd --system i2c;usermod --append --groups i2c gatewayd;groupadd --system gpio;usermod --append --groups gpio gatewayd;udevadm trigger --subsystem-match=i2c-dev --subsystem-match=gpio;systemctl daemon-reload;systemctl enable gatewayd.service gatewayd.path;systemctl start gatewayd.path;' \
 	';systemctl start gatewayd.service|restart' no no configure ''
 live_script postinst first-install-with-config \
 	'systemctl start gatewayd.path;.*systemctl start gatewayd.service;' 'restart' yes no configure ''
@@ -205,11 +206,17 @@ else
 	sed 's/^/     /' "$tmp/purge.log"
 fi
 
-# A board without i2c/gpio groups (not Raspberry Pi OS): still installs.
+# A board without i2c/gpio groups (not Raspberry Pi OS): the groups are
+# created (SupplementaryGroups= would fail otherwise) as system groups.
 root2=$tmp/root2
 mkroot "$root2" ""
 if dpkg_root "$root2" -i "$deb" >"$tmp/install2.log" 2>&1 && grep -q '^gatewayd:' "$root2/etc/passwd"; then
-	pass "deb: installs where the i2c and gpio groups do not exist"
+	for g in i2c gpio; do
+		IFS=: read -r _ _ gid members <<<"$(grep "^$g:" "$root2/etc/group")"
+		[ -n "$gid" ] && [ "$gid" -lt 1000 ] && [ "$members" = gatewayd ] ||
+			fail "deb: group $g not created as a system group with gatewayd: '$(grep "^$g:" "$root2/etc/group")'"
+	done
+	pass "deb: installs where the i2c and gpio groups do not exist: $(grep -E '^(i2c|gpio):' "$root2/etc/group" | tr '\n' ' ')"
 else
 	fail "deb: install without i2c/gpio groups failed:"
 	sed 's/^/     /' "$tmp/install2.log"
