@@ -72,6 +72,10 @@ type Options struct {
 	// onCommit, if set (by tests only), is called after each successful
 	// commit with the IDs it wrote and the acked IDs it deleted.
 	onCommit func(written, deleted []reading.ID)
+	// compactMin and compactEvery override the compaction thresholds
+	// (tests only; zero means the defaults in compact.go).
+	compactMin   int64
+	compactEvery time.Duration
 }
 
 // Stats describe the buffer. Between commits Depth is exact for readings
@@ -138,8 +142,11 @@ type Buffer struct {
 	lastFull   bool  // the last commit failed for lack of space
 	failing    bool  // the last commit failed
 	lastPrune  time.Time
-	st         Stats
-	drops      *dropLog
+	// lastCompact starts at Open, so a restart loop cannot turn into a
+	// compaction loop.
+	lastCompact time.Time
+	st          Stats
+	drops       *dropLog
 
 	notify chan struct{}
 	kick   chan struct{}
@@ -198,6 +205,8 @@ func Open(o Options) (*Buffer, error) {
 		notify:   make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
 		drops:    newDropLog(log, 10*time.Second),
+		// Not right after a start: see lastCompact.
+		lastCompact: time.Now(),
 	}
 	b.st.Drops = map[string]uint64{}
 	now := time.Now()
@@ -244,7 +253,16 @@ func (b *Buffer) adopt(op opened) {
 	b.db = op.db
 	b.committed = op.committed
 	b.dead = op.dead + op.bad
-	b.pageSize = op.db.Info().PageSize
+	b.applyLimits()
+	if op.idCeil > b.idCeil {
+		b.idCeil = op.idCeil
+	}
+}
+
+// applyLimits sets the size limits on b.db (after Open and after a
+// compaction swapped the file).
+func (b *Buffer) applyLimits() {
+	b.pageSize = b.db.Info().PageSize
 	if b.o.MaxSize > 0 {
 		// Grow in steps of a sixteenth of the bound rather than bbolt's
 		// 16 MiB, so the file stays close to what it holds; bbolt's own
@@ -253,9 +271,6 @@ func (b *Buffer) adopt(op opened) {
 		b.db.AllocSize = int(min(step, 16<<20))
 		b.db.MaxSize = int(b.o.MaxSize)
 		b.soft = b.o.MaxSize*8/10 - int64(b.db.AllocSize)
-	}
-	if op.idCeil > b.idCeil {
-		b.idCeil = op.idCeil
 	}
 }
 

@@ -32,6 +32,7 @@ func TestCrashChild(t *testing.T) {
 		return
 	}
 	seq, _ := strconv.Atoi(os.Getenv("BUFFER_CRASH_SEQ"))
+	ackEvery, _ := strconv.Atoi(os.Getenv("BUFFER_CRASH_ACK_EVERY"))
 	var outMu sync.Mutex
 	say := func(s string) {
 		outMu.Lock()
@@ -40,6 +41,9 @@ func TestCrashChild(t *testing.T) {
 	}
 	b, err := Open(Options{
 		Path: path, CommitInterval: 4 * time.Millisecond, CommitSize: 64, Logger: testLogger(t),
+		// Compact whenever a drain leaves the file mostly empty, so kills
+		// land inside compactions too.
+		compactMin: 8 << 10, compactEvery: 10 * time.Millisecond,
 		onCommit: func(w, d []reading.ID) {
 			var sb strings.Builder
 			for _, id := range w {
@@ -57,6 +61,17 @@ func TestCrashChild(t *testing.T) {
 	}
 	say("O\n")
 	go func() {
+		// Report compactions, for the parent's log.
+		var n uint64
+		for {
+			time.Sleep(5 * time.Millisecond)
+			if c := b.Stats().Compactions; c > n {
+				n = c
+				say("C\n")
+			}
+		}
+	}()
+	go func() {
 		for i := 0; ; i++ {
 			// A slow link: the backlog grows, and acks hit readings
 			// both before and after their commit.
@@ -64,7 +79,7 @@ func TestCrashChild(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if i%8 == 0 && len(rs) > 0 {
+			if i%ackEvery == 0 && len(rs) > 0 {
 				// Said before acking: a kill right after the
 				// commit that deletes them must not look like a loss.
 				var sb strings.Builder
@@ -103,10 +118,17 @@ func TestKill9(t *testing.T) {
 	committed := map[reading.ID]bool{} // reported written and not deleted
 	acked := map[reading.ID]bool{}     // Ack was called (it may have been deleted unreported)
 	var maxID reading.ID
-	seq := 0
+	seq, compactions := 0, 0
 	for round := 0; round < 15; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "BUFFER_CRASH_CHILD="+path, "BUFFER_CRASH_SEQ="+strconv.Itoa(seq))
+		// Even rounds build a backlog (the link is slow), odd ones drain
+		// it, which makes the file mostly free and triggers compactions.
+		ackEvery := 8
+		if round%2 == 1 {
+			ackEvery = 1
+		}
+		cmd.Env = append(os.Environ(), "BUFFER_CRASH_CHILD="+path, "BUFFER_CRASH_SEQ="+strconv.Itoa(seq),
+			"BUFFER_CRASH_ACK_EVERY="+strconv.Itoa(ackEvery))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -136,6 +158,8 @@ func TestKill9(t *testing.T) {
 				continue
 			}
 			switch f[0] {
+			case "C":
+				compactions++
 			case "E":
 				t.Fatalf("round %d: child failed: %s", round, l)
 			case "A", "W", "D", "K":
@@ -216,6 +240,7 @@ func TestKill9(t *testing.T) {
 		if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
 			t.Fatalf("round %d: file set aside as corrupt after kill -9", round)
 		}
-		t.Logf("round %d: %d appended, %d committed and not acked, %d in the file", round, appended, len(committed), len(file))
+		t.Logf("round %d: %d appended, %d committed and not acked, %d in the file, %d compactions so far",
+			round, appended, len(committed), len(file), compactions)
 	}
 }

@@ -133,25 +133,7 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 			return op, err
 		}
 	}
-	opts := &bolt.Options{
-		Timeout:  timeout,
-		ReadOnly: readOnly,
-		// Hand bbolt the file we locked: its own flock on the same open
-		// file description then succeeds at once.
-		OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
-		FreelistType: bolt.FreelistMapType,
-		// Write amplification is the SD card's enemy. Every commit
-		// rewrites the path from the changed leaf to the root plus the
-		// meta page: with 1 KiB pages that path shares the card's 4 KiB
-		// pages far more often than with bbolt's default of the OS page
-		// size (measured: about 2.3x fewer bytes per reading, see
-		// README.md). Applies to new files only; old ones keep theirs.
-		PageSize: 1024,
-		// The freelist is rebuilt by a scan at open instead of being
-		// rewritten by every commit (as etcd does): one page less per
-		// commit, paid once per start in a read we do anyway.
-		NoFreelistSync: true,
-	}
+	opts := boltOptions(f, timeout, readOnly)
 	op.db, err = bolt.Open(path, 0o600, opts)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -323,5 +305,29 @@ func lockFile(path string, readOnly bool, timeout time.Duration) (*os.File, erro
 			return nil, fmt.Errorf("%w (gave up after %v)", ErrLocked, timeout)
 		}
 		time.Sleep(min(50*time.Millisecond, timeout/4+time.Millisecond))
+	}
+}
+
+// boltOptions are the options every buffer file is opened with; f is the
+// file lockFile locked.
+func boltOptions(f *os.File, timeout time.Duration, readOnly bool) *bolt.Options {
+	return &bolt.Options{
+		Timeout:  timeout,
+		ReadOnly: readOnly,
+		// Hand bbolt the file we locked: its own flock on the same open
+		// file description then succeeds at once.
+		OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+		FreelistType: bolt.FreelistMapType,
+		// Write amplification is the SD card's enemy. Every commit
+		// rewrites the path from the changed leaf to the root plus the
+		// meta page: with 1 KiB pages that path shares the card's 4 KiB
+		// pages far more often than with bbolt's default of the OS page
+		// size (measured: about 2.3x fewer bytes per reading, see
+		// README.md). Applies to new files only; old ones keep theirs.
+		PageSize: 1024,
+		// The freelist is rebuilt by a scan at open instead of being
+		// rewritten by every commit (as etcd does): one page less per
+		// commit, paid once per start in a read we do anyway.
+		NoFreelistSync: true,
 	}
 }
