@@ -338,7 +338,13 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 	tok := cl.Connect()
 	if err := c.waitToken(ctx, tok, c.o.ConnectTimeout+time.Second); err != nil {
 		cl.Disconnect(0)
-		if ct, ok := tok.(*mqtt.ConnectToken); ok {
+		done := false
+		select {
+		case <-tok.Done():
+			done = true // only then is the return code safe to read
+		default:
+		}
+		if ct, ok := tok.(*mqtt.ConnectToken); ok && done {
 			switch ct.ReturnCode() {
 			case 4:
 				return nil, nil, fmt.Errorf("connect to %s: %w: CONNACK 4 bad user name or password (check product key, device name, device secret and sign method): %w", addr, ErrAuth, err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,8 +112,8 @@ type Server struct {
 	o   Options
 	log *slog.Logger
 	mq  *mochi.Server
-	tls *listeners.TCP
-	tcp *listeners.TCP
+	tls *gateListener
+	tcp *gateListener
 
 	work chan work
 	wg   sync.WaitGroup
@@ -180,20 +181,31 @@ func Start(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("iotsim: load server certificate: %w", err)
 		}
-		s.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: o.TLSAddr,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
-		if err := s.mq.AddListener(s.tls); err != nil {
+		l, err := net.Listen("tcp", o.TLSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("iotsim: listen tls %s: %w", o.TLSAddr, err)
+		}
+		s.tls = &gateListener{Listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})}
+		if err := s.mq.AddListener(listeners.NewNet("tls", s.tls)); err != nil {
+			l.Close()
 			return nil, fmt.Errorf("iotsim: listen tls %s: %w", o.TLSAddr, err)
 		}
 	}
 	if o.TCPAddr != "" {
-		s.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: o.TCPAddr})
-		if err := s.mq.AddListener(s.tcp); err != nil {
-			s.mq.Close()
+		l, err := net.Listen("tcp", o.TCPAddr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("iotsim: listen tcp %s: %w", o.TCPAddr, err)
+		}
+		s.tcp = &gateListener{Listener: l}
+		if err := s.mq.AddListener(listeners.NewNet("tcp", s.tcp)); err != nil {
+			l.Close()
+			s.closeListeners()
 			return nil, fmt.Errorf("iotsim: listen tcp %s: %w", o.TCPAddr, err)
 		}
 	}
 	if err := s.mq.Serve(); err != nil {
+		s.closeListeners()
 		s.mq.Close()
 		return nil, fmt.Errorf("iotsim: serve: %w", err)
 	}
@@ -206,7 +218,7 @@ func (s *Server) TLSAddr() string {
 	if s.tls == nil {
 		return ""
 	}
-	return s.tls.Address()
+	return s.tls.Addr().String()
 }
 
 // TCPAddr is the plain listener's address ("" without one).
@@ -214,7 +226,22 @@ func (s *Server) TCPAddr() string {
 	if s.tcp == nil {
 		return ""
 	}
-	return s.tcp.Address()
+	return s.tcp.Addr().String()
+}
+
+// closeListeners stops accepting and lets accepted connections reach mochi
+// (see gateListener).
+func (s *Server) closeListeners() {
+	for _, l := range []*gateListener{s.tls, s.tcp} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	for _, l := range []*gateListener{s.tls, s.tcp} {
+		if l != nil {
+			l.settle(time.Second)
+		}
+	}
 }
 
 // Close stops the listeners and the worker.
@@ -226,6 +253,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.closeListeners()
 	err := s.mq.Close()
 	close(s.done)
 	s.wg.Wait()
