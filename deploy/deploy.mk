@@ -3,8 +3,9 @@
 #
 #   make build-arm   dist/{gatewayd,iotsim}-linux-{armv6,armv7,arm64}
 #   make deb         dist/gatewayd_<ver>_{armhf,arm64,amd64}.deb (armhf = armv6 build)
-#   make ci-deploy   unit verify + security exposure, ARM e2e under qemu,
-#                    .deb install into a throwaway root, armv7 size
+#   make ci-deploy   unit verify + security exposure, the daemon's syscalls vs
+#                    the unit's filter, ARM e2e under qemu, .deb install into
+#                    a throwaway root, armv7 size
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DIST    ?= dist
@@ -30,7 +31,7 @@ DEB_ARCHES   := armhf:armv6 arm64:arm64 amd64:amd64
 NFPM := $(DIST)/.tools/nfpm
 NOTIFYLISTEN := $(DIST)/.tools/notifylisten
 
-.PHONY: build-arm build-native deb ci-deploy ci-unit ci-arm ci-deb ci-size FORCE
+.PHONY: build-arm build-native deb ci-deploy ci-unit ci-syscalls ci-arm ci-deb ci-size FORCE
 
 build-arm: $(foreach f,$(ARM_FLAVOURS),$(DIST)/gatewayd-linux-$(f) $(DIST)/iotsim-linux-$(f))
 
@@ -78,6 +79,8 @@ ci-deploy: build-arm build-native deb
 # The checks one by one, for local use.
 ci-unit: $(DIST)/gatewayd-linux-amd64
 	@deploy/ci/unit.sh $(DIST)
+ci-syscalls: build-native
+	@deploy/ci/syscalls.sh $(DIST)
 ci-arm: build-arm $(DIST)/iotsim-native $(NOTIFYLISTEN)
 	@deploy/ci/arm-e2e.sh $(DIST)
 ci-deb: deb

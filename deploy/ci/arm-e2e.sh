@@ -27,58 +27,6 @@ notify=$dist/.tools/notifylisten
 [ -x "$sim" ] || { fail "arm: $sim not built"; finish arm-e2e; }
 [ -x "$notify" ] || { fail "arm: $notify not built"; finish arm-e2e; }
 
-# free_port N: the first port from N up that nothing listens on.
-free_port() {
-	local p=$1
-	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-	echo "$p"
-}
-
-# wait_for SECONDS CMD...: poll CMD every 0.2 s, bounded.
-wait_for() {
-	local n=$(($1 * 5))
-	shift
-	while [ $n -gt 0 ]; do
-		"$@" && return 0
-		sleep 0.2
-		n=$((n - 1))
-	done
-	return 1
-}
-
-# stop PID SECONDS: SIGTERM, then wait at most SECONDS; sets $stopped to the
-# exit status, or "timeout" (and kills it). Not in $(...): a subshell cannot
-# wait for our children.
-stopped=
-stop() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < $2 * 10; i++)); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			wait "$pid"
-			stopped=$?
-			return
-		fi
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	stopped=timeout
-}
-
-# http_get PORT PATH FILE: GET over bash's /dev/tcp (no curl on a bare CI
-# machine); writes the body to FILE and succeeds on status 200.
-http_get() {
-	local resp
-	resp=$(
-		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-		timeout 10 cat <&3
-	) || return 1
-	printf '%s' "${resp#*$'\r\n\r\n'}" >"$3"
-	[[ $resp == "HTTP/1."?" 200 "* ]]
-}
-
 e2e() {
 	local flavour=$1 qemu=$2 cpu=$3
 	local bin=$dist/gatewayd-linux-$flavour dir=$tmp/$flavour
@@ -121,48 +69,7 @@ e2e() {
 	ca=$(sed -n "s/^iotsim: CA for the gateway's ca_file: //p" "$dir/iotsim.err")
 	hport=$(free_port 29102)
 
-	cat >"$dir/gatewayd.toml" <<EOF
-[device]
-product_key   = "$pk"
-device_name   = "$dn"
-device_secret = "$secret"
-
-[uplink]
-platform    = "aliyun"
-endpoint    = "127.0.0.1:$port"
-tls         = true
-ca_file     = "$ca"
-ca_replace  = true
-server_name = "localhost"
-sign_method = "hmacsha256"
-keepalive   = "60s"
-
-[buffer]
-path            = "buffer.db"
-max_size        = "4MiB"
-commit_interval = "1s"
-
-[[sensor]]
-name     = "air"
-driver   = "bme280"
-bus      = "emulated"
-address  = 0x76
-interval = "1s"
-[sensor.properties]
-temperature = "temperature"
-humidity    = "humidity"
-pressure    = "pressure"
-[sensor.emulate]
-temperature = 21.5
-humidity    = 40.0
-pressure    = 1001.0
-
-[health]
-listen = "127.0.0.1:$hport"
-
-[log]
-level = "info"
-EOF
+	e2e_config "$dir/gatewayd.toml" "$pk" "$dn" "$secret" "$port" "$ca" "$hport"
 	# A notify socket as systemd provides it, with a 2 s watchdog.
 	"$notify" -socket "$dir/notify.sock" -max 5m >"$dir/notify.log" 2>&1 &
 	local npid=$!

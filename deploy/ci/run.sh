@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 dist=${1:-dist}
 status=0
 results=()
-for check in unit size deb-check arm-e2e; do
+for check in unit syscalls size deb-check arm-e2e; do
 	echo "== deploy check: $check"
 	start=$(date +%s)
 	if deploy/ci/$check.sh "$dist"; then
