@@ -4,7 +4,8 @@
 # traps), reads an emulated BME280 through the real driver and delivers
 # readings over TLS to the native iotsim; we assert on iotsim's output, on
 # /healthz and /metrics of the emulated daemon, on what it tells a real
-# systemd notify socket (READY, WATCHDOG, STOPPING), and on a clean SIGTERM exit.
+# systemd notify socket (READY, WATCHDOG, STOPPING), on a clean SIGTERM exit,
+# and on every system call it made being allowed by the unit's filter.
 # Usage: deploy/ci/arm-e2e.sh DIST
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -80,7 +81,8 @@ e2e() {
 	# qemu-user runs the program in its own process, so its pid is ours
 	# (exec keeps $$): WATCHDOG_PID must name it, as systemd's does.
 	NOTIFY_SOCKET=$dir/notify.sock WATCHDOG_USEC=2000000 \
-		bash -c 'WATCHDOG_PID=$$ exec "$@"' gatewayd "${run[@]}" run --config "$dir/gatewayd.toml" \
+		bash -c 'WATCHDOG_PID=$$ exec "$@"' gatewayd "$qemu" -cpu "$cpu" -d strace -D "$dir/strace.log" \
+		"$bin" run --config "$dir/gatewayd.toml" \
 		>"$dir/gatewayd.out" 2>"$dir/gatewayd.log" &
 	local gwpid=$!
 	pids+=("$gwpid")
@@ -132,7 +134,48 @@ e2e() {
 	fi
 	stop "$simpid" 10
 	stop "$npid" 10
+
+	# Every system call this ARM build made (qemu -d strace logs the guest's,
+	# with ARM names such as mmap2) must be allowed by the unit's filter.
+	local used denied=() sc
+	used=$(sed -n 's/^[0-9][0-9]* \([a-z_0-9]*\)(.*/\1/p' "$dir/strace.log" | sort -u)
+	if [ -z "$used" ]; then
+		fail "arm $flavour: qemu recorded no system calls"
+	else
+		for sc in $used; do [ -n "${allowed[$sc]:-}" ] || denied+=("$sc"); done
+		# qemu 7 cannot name the newer calls; the kernel's numbers (same on
+		# arm and arm64 from 424, 403-423 are 32-bit time64 variants).
+		local n name
+		for n in $(sed -n 's/^[0-9]* Unknown syscall \([0-9]*\).*/\1/p' "$dir/strace.log" | sort -u); do
+			name=${syscall_names[$n]:-}
+			if [ -z "$name" ]; then
+				denied+=("unknown-syscall-$n")
+			elif [ -z "${allowed[$name]:-}" ]; then
+				denied+=("$name")
+			fi
+			used+=" $name"
+		done
+		if [ ${#denied[@]} -eq 0 ]; then
+			pass "arm $flavour: all $(wc -w <<<"$used") system calls it made are allowed by the unit's SystemCallFilter="
+		else
+			fail "arm $flavour: the unit would deny (EPERM): ${denied[*]}"
+		fi
+	fi
 }
+
+declare -A allowed
+while read -r sc; do allowed[$sc]=1; done < <(unit_syscalls deploy/systemd/gatewayd.service)
+declare -A syscall_names=(
+	[403]=clock_gettime64 [404]=clock_settime64 [405]=clock_adjtime64 [406]=clock_getres_time64
+	[407]=clock_nanosleep_time64 [408]=timer_gettime64 [409]=timer_settime64 [410]=timerfd_gettime64
+	[411]=timerfd_settime64 [412]=utimensat_time64 [413]=pselect6_time64 [414]=ppoll_time64
+	[416]=io_pgetevents_time64 [417]=recvmmsg_time64 [418]=mq_timedsend_time64
+	[419]=mq_timedreceive_time64 [420]=semtimedop_time64 [421]=rt_sigtimedwait_time64
+	[422]=futex_time64 [423]=sched_rr_get_interval_time64 [424]=pidfd_send_signal
+	[425]=io_uring_setup [426]=io_uring_enter [427]=io_uring_register [434]=pidfd_open
+	[435]=clone3 [436]=close_range [437]=openat2 [438]=pidfd_getfd [439]=faccessat2
+	[441]=epoll_pwait2
+)
 
 e2e armv6 qemu-arm-static arm1176     # Pi Zero / Zero W / 1
 e2e armv7 qemu-arm-static cortex-a7   # Pi 2

@@ -110,3 +110,38 @@ listen = "127.0.0.1:$7"
 level = "info"
 EOF
 }
+
+# unit_syscalls UNIT: the system calls UNIT's SystemCallFilter= lines allow,
+# one per line, with systemd-analyze's definitions of the @groups. The first
+# line must be an allow list; later ones add to it, or remove with "~".
+unit_syscalls() {
+	local -A seen=() allowed=()
+	_expand() {
+		case "$1" in
+		@*)
+			[ -n "${seen[$1]:-}" ] && return
+			seen[$1]=1
+			local line
+			while read -r line; do
+				case "$line" in "" | "#"* | "$1") continue ;; esac
+				_expand "$line"
+			done < <(systemd-analyze syscall-filter "$1")
+			;;
+		*) echo "$1" ;;
+		esac
+	}
+	local value deny item sc
+	while IFS= read -r value; do
+		deny=
+		[[ $value == "~"* ]] && deny=1 value=${value#\~}
+		for item in $value; do
+			seen=()
+			while read -r sc; do
+				if [ -n "$deny" ]; then unset "allowed[$sc]"; else allowed[$sc]=1; fi
+			done < <(_expand "$item")
+		done
+	done < <(sed -n 's/^SystemCallFilter=//p' "$1")
+	# systemd always permits these, whatever the filter (systemd.exec(5)).
+	for sc in execve exit exit_group getrlimit rt_sigreturn sigreturn; do allowed[$sc]=1; done
+	printf '%s\n' "${!allowed[@]}"
+}

@@ -32,40 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- The allow list, from the unit ----------------------------------------------
-declare -A seen
-expand() { # GROUP-OR-SYSCALL: prints the syscalls it stands for
-	case "$1" in
-	@*)
-		[ -n "${seen[$1]:-}" ] && return
-		seen[$1]=1
-		local line
-		while read -r line; do
-			case "$line" in "" | "#"* | "$1") continue ;; esac
-			expand "$line"
-		done < <(systemd-analyze syscall-filter "$1")
-		;;
-	*) echo "$1" ;;
-	esac
-}
 declare -A allowed
-first=1
-while IFS= read -r value; do
-	deny=
-	[[ $value == "~"* ]] && deny=1 value=${value#\~}
-	for item in $value; do
-		seen=()
-		while read -r sc; do
-			if [ -n "$deny" ]; then unset "allowed[$sc]"; else allowed[$sc]=1; fi
-		done < <(expand "$item")
-	done
-	if [ -n "$first" ] && [ -n "$deny" ]; then
-		fail "syscalls: the unit's first SystemCallFilter= is a deny list; this check expects an allow list"
-	fi
-	first=
-done < <(sed -n 's/^SystemCallFilter=//p' deploy/systemd/gatewayd.service)
-# systemd always permits these, whatever the filter (systemd.exec(5)).
-for sc in execve exit exit_group getrlimit rt_sigreturn sigreturn; do allowed[$sc]=1; done
+while read -r sc; do allowed[$sc]=1; done < <(unit_syscalls deploy/systemd/gatewayd.service)
 info "unit allows ${#allowed[@]} system calls"
 [ -n "${allowed[adjtimex]:-}" ] || fail "syscalls: the unit denies adjtimex, which the clock needs"
 
