@@ -28,6 +28,10 @@ DEB_VERSION ?= $(shell deploy/debversion.sh '$(VERSION)')
 # armhf gets the armv6 binary: it must run on every Pi.
 DEB_ARCHES   := armhf:armv6 arm64:arm64 amd64:amd64
 
+# File times in the packages: the last commit's, so the same commit gives
+# byte-identical .debs (the binaries are reproducible with -trimpath).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
 NFPM := $(DIST)/.tools/nfpm
 NOTIFYLISTEN := $(DIST)/.tools/notifylisten
 
@@ -67,7 +71,7 @@ deb: $(DIST)/gatewayd-linux-armv6 $(DIST)/gatewayd-linux-arm64 $(DIST)/gatewayd-
 	@rm -f $(DIST)/gatewayd_*.deb
 	@set -e; for pair in $(DEB_ARCHES); do \
 	  deb=$${pair%%:*}; flavour=$${pair##*:}; \
-	  DEB_ARCH=$$deb GATEWAYD_BIN=$(DIST)/gatewayd-linux-$$flavour DEB_VERSION='$(DEB_VERSION)' \
+	  SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) DEB_ARCH=$$deb GATEWAYD_BIN=$(DIST)/gatewayd-linux-$$flavour DEB_VERSION='$(DEB_VERSION)' \
 	    $(NFPM) package --config deploy/nfpm.yaml --packager deb --target $(DIST)/ >/dev/null; \
 	  echo "built $$(ls $(DIST)/gatewayd_*_$$deb.deb)"; \
 	done
