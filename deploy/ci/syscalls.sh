@@ -67,7 +67,11 @@ wait_for 10 grep -q ' WATCHDOG=1$' "$tmp/notify.log" || { ok=; fail "syscalls: w
 http_get "$hport" /healthz "$tmp/healthz" || { ok=; fail "syscalls: /healthz failed under strace"; }
 http_get "$hport" /metrics "$tmp/metrics" || { ok=; fail "syscalls: /metrics failed under strace"; }
 # SIGTERM the daemon (strace's child), not strace.
-gw=$(pgrep -P "$tracer" | head -n1)
+gw=
+for st in /proc/[0-9]*/stat; do # no pgrep on a bare machine
+	read -r pid _ _ ppid _ <"$st" 2>/dev/null || continue
+	[ "$ppid" = "$tracer" ] && gw=$pid && break
+done
 [ -n "$gw" ] && kill -TERM "$gw"
 for _ in $(seq 300); do kill -0 "$tracer" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$tracer" 2>/dev/null; then
