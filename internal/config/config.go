@@ -342,8 +342,10 @@ func (c *Config) validate() Errors {
 		switch {
 		case err != nil:
 			add(c.Errorf("device.device_secret_file", "cannot read %s: %v", c.Path(f), errors.Unwrap(err)))
-		case st.Mode().Perm()&0o044 != 0:
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: device.device_secret_file: %s is readable by other users (mode %v); run chmod 600 on it",
+		case st.Mode().Perm()&0o004 != 0:
+			// Group-readable is how the package shares it with the gatewayd
+			// group (0640 root:gatewayd); world-readable is a leak.
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: device.device_secret_file: %s is readable by every user (mode %v); chmod 640 it (owner root, group gatewayd), or keep it off the FAT boot partition, where every file is world-readable",
 				c.File, c.Line("device.device_secret_file"), c.Path(f), st.Mode().Perm()))
 		}
 	}

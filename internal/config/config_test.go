@@ -162,13 +162,15 @@ func TestSecretFile(t *testing.T) {
 	if err != nil || s != "abc123" {
 		t.Errorf("Secret() = %q, %v", s, err)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "readable by other users") || !strings.Contains(c.Warnings[0], ":4:") {
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "readable by every user") || !strings.Contains(c.Warnings[0], ":4:") {
 		t.Errorf("want a line-4 warning about a world-readable secret, got %q", c.Warnings)
 	}
-	os.Chmod(filepath.Join(dir, "gw.secret"), 0o600)
-	c, err = Parse(path, []byte(src))
-	if err != nil || len(c.Warnings) != 0 {
-		t.Errorf("0600 secret: warnings %q, err %v", c.Warnings, err)
+	for _, mode := range []os.FileMode{0o600, 0o640} {
+		os.Chmod(filepath.Join(dir, "gw.secret"), mode)
+		c, err = Parse(path, []byte(src))
+		if err != nil || len(c.Warnings) != 0 {
+			t.Errorf("%v secret: warnings %q, err %v", mode, c.Warnings, err)
+		}
 	}
 }
 
