@@ -17,7 +17,7 @@ import (
 // Spec is one configured sensor.
 type Spec struct {
 	Name    string // unique sensor name; used in logs and default property names
-	Driver  string // see Drivers: bme280 bmp280 aht20 scd4x hdc302x mcp9808 tmp102 sht3x sht4x ds18b20
+	Driver  string // see DriverNames: bme280 bmp280 aht20 scd4x hdc302x mcp9808 tmp102 sht3x sht4x ds18b20
 	Bus     string // "/dev/i2c-1" or "1", or "emulated" / "emulated:<name>"; unused for ds18b20 (except "emulated")
 	Address uint16 // 7-bit I²C address; 0 = the driver's default address
 	Mux     *Mux   // optional TCA9548A in front of the chip
@@ -27,7 +27,7 @@ type Spec struct {
 	// measurement of the driver, named "<name>_<measurement>". When set,
 	// only the listed measurements are sent.
 	Properties map[string]string
-	// Options are driver options (see Drivers), validated by New.
+	// Options are driver options (see README.md), validated by New.
 	Options map[string]string
 	// Emulate holds, for emulated buses, the values the emulated chip
 	// reports (measurement -> value); missing ones get a plausible default.
