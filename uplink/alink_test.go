@@ -67,6 +67,7 @@ func TestGoldenHistoryPost(t *testing.T) {
 func TestGoldenMQTTPayload(t *testing.T) {
 	rs := goldenReadings()[:2]
 	rs[1].Unit, rs[1].Synced = "%RH", true
+	golden(t, "mqtt_reading.json", encodeMQTT("greenhouse-7", rs[1:]))
 	golden(t, "mqtt_readings.json", encodeMQTT("greenhouse-7", rs))
 	r := rs[0]
 	if got := expandTopic(DefaultTopic, "green/house", &r); got != "sensors/green_house/air" {

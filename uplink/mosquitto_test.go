@@ -2,6 +2,7 @@ package uplink_test
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"gatewayd/internal/reading"
 	"gatewayd/internal/testutil"
 	"gatewayd/uplink"
 )
@@ -119,5 +121,55 @@ func TestMosquittoUsernamePassword(t *testing.T) {
 	}
 	if !testutil.Eventually(2*time.Second, func() bool { return len(sub.messages()) == 1 }) {
 		t.Fatalf("subscriber got %d messages", len(sub.messages()))
+	}
+}
+
+// A backlog travels as JSON arrays of up to 200 readings per topic; every
+// reading arrives once, on its sensor's topic.
+func TestMQTTBacklogArrays(t *testing.T) {
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{})
+	sub := subscribe(t, "tcp://"+m.Addr, nil, "sensors/#", nil)
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	at := time.Now().Add(-2 * time.Hour)
+	for i := 0; i < 450; i++ {
+		sensor := []string{"air", "soil"}[i%2]
+		src.Add(reading.Reading{Sensor: sensor, Property: "temperature", Value: float64(i) + 0.5, Time: at.Add(time.Duration(i) * time.Second)})
+	}
+	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Logger: log}, src)
+	stop := run(t, c)
+	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
+		t.Fatalf("not drained: %+v", c.Stats())
+	}
+	seen := map[float64]int{}
+	if !testutil.Eventually(3*time.Second, func() bool {
+		clear(seen)
+		for _, msg := range sub.messages() {
+			var ps []map[string]any
+			if err := json.Unmarshal(msg.Payload(), &ps); err != nil {
+				t.Fatalf("backlog payload is not an array: %s", msg.Payload())
+			}
+			if len(ps) > 200 {
+				t.Fatalf("%d readings in one message", len(ps))
+			}
+			for _, p := range ps {
+				if !strings.HasSuffix(msg.Topic(), "/"+p["sensor"].(string)) {
+					t.Fatalf("reading of %v on %s", p["sensor"], msg.Topic())
+				}
+				seen[p["value"].(float64)]++
+			}
+		}
+		return len(seen) == 450
+	}) {
+		t.Fatalf("%d distinct readings arrived", len(seen))
+	}
+	stop()
+	for v, n := range seen {
+		if n != 1 {
+			t.Errorf("value %v arrived %d times", v, n)
+		}
+	}
+	if st := c.Stats(); st.Sent > 10 {
+		t.Errorf("%d messages for 450 readings: not batched", st.Sent)
 	}
 }

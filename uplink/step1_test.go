@@ -127,20 +127,21 @@ func TestMQTTThroughMosquittoTLS(t *testing.T) {
 	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
 		t.Fatalf("not all acked: %+v\n%s", c.Stats(), m.Log())
 	}
-	if !testutil.Eventually(5*time.Second, func() bool { return len(sub.messages()) >= 1 }) {
+	if !testutil.Eventually(5*time.Second, func() bool { return len(sub.messages()) >= len(rs) }) {
 		t.Fatalf("subscriber got %d messages", len(sub.messages()))
 	}
-	time.Sleep(100 * time.Millisecond) // any stragglers
 	stop()
 	byID := map[uint64]map[string]any{}
 	for _, msg := range sub.messages() {
 		if msg.Topic() != "sensors/"+dn+"/air" {
 			t.Errorf("topic %q", msg.Topic())
 		}
-		var ps []map[string]any
-		if err := json.Unmarshal(msg.Payload(), &ps); err != nil {
+		// Live readings: one JSON object per message.
+		var p map[string]any
+		if err := json.Unmarshal(msg.Payload(), &p); err != nil {
 			t.Fatalf("payload %s: %v", msg.Payload(), err)
 		}
+		ps := []map[string]any{p}
 		for _, p := range ps {
 			byID[uint64(p["id"].(float64))] = p
 		}
