@@ -172,7 +172,8 @@ func (c *SHT) command(f Fault, w []byte) error {
 // on every start; the outcome is the same).
 type SCD4x struct {
 	values
-	mode   int // 0 idle, 1 periodic, 2 low-power periodic
+	rawSet bool // raw words given by SetRaw
+	mode   int  // 0 idle, 1 periodic, 2 low-power periodic
 	out    []byte
 	raw    [3]uint16
 	ready  bool
@@ -186,7 +187,11 @@ func NewSCD4x() *SCD4x {
 }
 
 // Set implements Chip.
-func (c *SCD4x) Set(m string, v float64) error { return c.values.set(m, v) }
+func (c *SCD4x) Set(m string, v float64) error { c.rawSet = false; return c.values.set(m, v) }
+
+// SetRaw makes read_measurement return these words (CO₂, T, RH) until the
+// next Set: the datasheet's example is given as raw words.
+func (c *SCD4x) SetRaw(co2, t, rh uint16) { c.rawSet, c.raw = true, [3]uint16{co2, t, rh} }
 
 // PowerOnReset implements Chip: back to idle, measurement mode lost.
 func (c *SCD4x) PowerOnReset() { c.mode, c.out, c.ready = 0, nil, false }
@@ -233,7 +238,7 @@ func (c *SCD4x) Tx(f Fault, w, r []byte) error {
 			if !c.ready {
 				return fmt.Errorf("scd4x: no measurement ready: %w", ErrNACK)
 			}
-			if f&Stuck == 0 {
+			if f&Stuck == 0 && !c.rawSet {
 				c.next()
 				c.raw = [3]uint16{
 					uint16(math.Round(max(0, min(c.get("co2", 1), 65535)))),

@@ -10,6 +10,7 @@ import (
 // register, manufacturer id 0x0054, device id 0x04.
 type MCP9808 struct {
 	values
+	rawSet bool
 	ptr    byte
 	config uint16
 	res    byte
@@ -25,7 +26,10 @@ func NewMCP9808() *MCP9808 {
 }
 
 // Set implements Chip.
-func (c *MCP9808) Set(m string, v float64) error { return c.values.set(m, v) }
+func (c *MCP9808) Set(m string, v float64) error { c.rawSet = false; return c.values.set(m, v) }
+
+// SetRaw makes the ambient temperature register hold ta until the next Set.
+func (c *MCP9808) SetRaw(ta uint16) { c.rawSet, c.ta = true, ta }
 
 // PowerOnReset implements Chip: continuous conversion, 0.0625 °C.
 func (c *MCP9808) PowerOnReset() { c.config, c.res, c.limits, c.ptr = 0, 3, [3]uint16{}, 0 }
@@ -58,7 +62,7 @@ func (c *MCP9808) Tx(f Fault, w, r []byte) error {
 	case 2, 3, 4:
 		v = c.limits[c.ptr-2]
 	case 5:
-		if c.config&0x0100 == 0 && f&Stuck == 0 {
+		if c.config&0x0100 == 0 && f&Stuck == 0 && !c.rawSet {
 			c.convert(f)
 		}
 		v = c.ta
@@ -96,6 +100,7 @@ func (c *MCP9808) convert(f Fault) {
 // configuration (power-on 0x60A0: 4 Hz, comparator mode), TLOW/THIGH.
 type TMP102 struct {
 	values
+	rawSet      bool
 	ptr         byte
 	config      uint16
 	tlow, thigh uint16
@@ -110,7 +115,10 @@ func NewTMP102() *TMP102 {
 }
 
 // Set implements Chip.
-func (c *TMP102) Set(m string, v float64) error { return c.values.set(m, v) }
+func (c *TMP102) Set(m string, v float64) error { c.rawSet = false; return c.values.set(m, v) }
+
+// SetRaw makes the temperature register hold reg until the next Set.
+func (c *TMP102) SetRaw(reg uint16) { c.rawSet, c.temp = true, reg }
 
 // PowerOnReset implements Chip (datasheet table 7.5 defaults).
 func (c *TMP102) PowerOnReset() { c.ptr, c.config, c.tlow, c.thigh = 0, 0x60A0, 0x4B00, 0x5000 }
@@ -145,7 +153,7 @@ func (c *TMP102) Tx(f Fault, w, r []byte) error {
 	var v uint16
 	switch c.ptr {
 	case 0:
-		if c.config&0x0100 == 0 && f&Stuck == 0 {
+		if c.config&0x0100 == 0 && f&Stuck == 0 && !c.rawSet {
 			c.next()
 			n := int(math.Round(c.get("temperature", 0.0625) / 0.0625))
 			n = max(-2048, min(n, 2047))
