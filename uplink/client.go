@@ -27,7 +27,10 @@ var (
 	ErrAuth = errors.New("credentials refused")
 	// ErrConnectionLost: an established connection broke.
 	ErrConnectionLost = errors.New("connection lost")
-	errRunning        = errors.New("uplink: Run is already running")
+	// ErrClock marks a certificate error that a wrong system clock explains
+	// better than a wrong server: a board without an RTC boots in the past.
+	ErrClock   = errors.New("the system clock looks wrong")
+	errRunning = errors.New("uplink: Run is already running")
 )
 
 // Client is the uplink. Create it with New, run it with Run.

@@ -96,10 +96,12 @@ type Options struct {
 	Beat func()
 	// FixTime may correct r.Time (a reading taken before the clock was
 	// synchronised) and returns false while the time cannot be trusted yet:
-	// such readings are not sent yet. nil = send r.Time as it is.
+	// such readings are released and looked at again a second later. It
+	// runs on the send loop and must return quickly. nil = send r.Time.
 	FixTime func(r *reading.Reading) bool
 	// OnServerTime receives each NTP-over-MQTT result: the platform's time
-	// at the moment the response arrived, and the round trip. nil = no NTP.
+	// at the moment the response arrived, and the round trip. It runs on
+	// the send loop and must return quickly. nil = no NTP.
 	OnServerTime func(server time.Time, rtt time.Duration)
 	Control      Control // downlink commands; nil = refuse them
 

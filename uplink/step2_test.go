@@ -578,7 +578,7 @@ func TestConnectErrorLogsRateLimited(t *testing.T) {
 	time.Sleep(time.Second)
 	stop()
 	n := strings.Count(lines.String(), "connect failed")
-	if f := c.Stats().ConnectFailures; f < 20 || n > 2 {
+	if f := c.Stats().ConnectFailures; f < 8 || n > 2 {
 		t.Fatalf("%d attempts logged in %d lines", f, n)
 	}
 }

@@ -73,10 +73,6 @@ func (c *Client) tlsConfig(host string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// ErrClock marks a certificate error that a wrong system clock explains
-// better than a wrong server: a board without an RTC boots in the past.
-var ErrClock = errors.New("the system clock looks wrong")
-
 // explainTLS turns certificate validity errors into a message that names
 // the clock when the clock is the likely culprit.
 func explainTLS(err error, now time.Time) error {

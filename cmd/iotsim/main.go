@@ -1,10 +1,3 @@
-// Command iotsim is a local stand-in for the Alibaba Cloud IoT Platform:
-// it verifies signed device logins, accepts Alink property posts and prints
-// each accepted value as one line. See internal/iotsim.
-//
-//	iotsim --tls 127.0.0.1:8883 --tcp 127.0.0.1:1883 --certs DIR --device PK:DN:SECRET
-//
-// Ctrl-C or SIGTERM stops it cleanly.
 package main
 
 import (
