@@ -65,9 +65,59 @@ type Chip interface {
 }
 
 type slot struct {
-	chip  Chip
-	fault Fault
-	txs   int
+	chip   Chip
+	fault  Fault
+	txs    int
+	script []Step
+	start  time.Time
+}
+
+// Step is one scripted change to a chip: at the chip's first transaction
+// at least At after Script was called, its values are set, its faults
+// replaced by Fault, and with Reset it is power-cycled first.
+type Step struct {
+	At     time.Duration
+	Reset  bool
+	Values map[string]float64
+	Fault  Fault
+}
+
+// Script plays steps (in At order) on the chip at addr. Steps are applied
+// when the chip is next addressed, not by a timer: nothing runs in the
+// background, and a chip nobody talks to does not change.
+func (b *Bus) Script(addr uint16, steps []Step) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.chips[addr]
+	if !ok {
+		return fmt.Errorf("emul: no chip at %#02x", addr)
+	}
+	for i := 1; i < len(steps); i++ {
+		if steps[i].At < steps[i-1].At {
+			return fmt.Errorf("emul: script step %d goes back in time", i)
+		}
+	}
+	s.script, s.start = append([]Step(nil), steps...), time.Now()
+	return nil
+}
+
+// play applies the due script steps; the caller holds b.mu. A step naming
+// a measurement the chip lacks fails the transaction that applies it.
+func (s *slot) play() error {
+	for len(s.script) > 0 && time.Since(s.start) >= s.script[0].At {
+		st := s.script[0]
+		s.script = s.script[1:]
+		if st.Reset {
+			s.chip.PowerOnReset()
+		}
+		for m, v := range st.Values {
+			if err := s.chip.Set(m, v); err != nil {
+				return fmt.Errorf("script: %w", err)
+			}
+		}
+		s.fault = st.Fault
+	}
+	return nil
 }
 
 // Bus is an emulated I²C bus holding several chips. It implements periph's
@@ -311,6 +361,10 @@ func (b *Bus) Tx(addr uint16, w, r []byte) error {
 	}
 	for _, s := range ss {
 		s.txs++
+		if err := s.play(); err != nil {
+			b.mu.Unlock()
+			return err
+		}
 	}
 	if len(ss) > 1 {
 		// Two devices acknowledging one address garble each other's data

@@ -3,6 +3,7 @@ package emul
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestBusRouting(t *testing.T) {
@@ -64,5 +65,46 @@ func TestFaultString(t *testing.T) {
 func TestCRC(t *testing.T) {
 	if crc8([]byte{0xBE, 0xEF}) != 0x92 {
 		t.Fatal("crc8(0xBEEF) != 0x92")
+	}
+}
+
+// A script changes values and faults as time passes, applied when the chip
+// is addressed.
+func TestScript(t *testing.T) {
+	b := NewBus("t")
+	c := NewTMP102()
+	b.Add(0x48, c)
+	err := b.Script(0x48, []Step{
+		{At: 0, Values: map[string]float64{"temperature": 10}},
+		{At: 40 * time.Millisecond, Fault: NACK},
+		{At: 80 * time.Millisecond, Values: map[string]float64{"temperature": -5}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() (float64, error) {
+		r := make([]byte, 2)
+		if err := b.Tx(0x48, []byte{0}, r); err != nil {
+			return 0, err
+		}
+		return float64(int16(uint16(r[0])<<8|uint16(r[1]))>>4) * 0.0625, nil
+	}
+	if v, err := read(); err != nil || v != 10 {
+		t.Fatalf("step 1: %v %v", v, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := read(); !errors.Is(err, ErrNACK) {
+		t.Fatalf("step 2: %v", err)
+	}
+	time.Sleep(40 * time.Millisecond)
+	if v, err := read(); err != nil || v != -5 {
+		t.Fatalf("step 3: %v %v", v, err)
+	}
+	if b.Script(0x48, []Step{{At: time.Second}, {At: 0}}) == nil {
+		t.Fatal("script going back in time accepted")
+	}
+	b.Script(0x48, []Step{{Values: map[string]float64{"co2": 1}}})
+	if _, err := read(); err == nil {
+		t.Fatal("a step naming a measurement the chip lacks went unnoticed")
 	}
 }

@@ -9,6 +9,9 @@
 // timeout, corrupted CRCs, frozen raw values, a power-on reset that loses the
 // chip's configuration, and converter outputs at full scale.
 //
+// Values and faults can be changed directly (Set, Inject, Reset) or
+// scripted over time (Bus.Script).
+//
 // Each chip keeps physical values (set with Set) and turns them into the raw
 // register contents the datasheet's conversion formulas map back to those
 // values; for the Bosch chips that means inverting the integer compensation
