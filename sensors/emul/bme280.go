@@ -9,9 +9,9 @@ import (
 // datasheet (section 3.12 / BME280 section 8); the humidity words are those
 // of a production BME280 (typical of what breakout boards read back).
 var (
-	DefaultCalibT = [3]int32{27504, 26435, -1000}
-	DefaultCalibP = [9]int32{36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000}
-	DefaultCalibH = [6]int32{75, 362, 0, 313, 50, 30}
+	defaultCalibT = [3]int32{27504, 26435, -1000}
+	defaultCalibP = [9]int32{36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000}
+	defaultCalibH = [6]int32{75, 362, 0, 313, 50, 30}
 )
 
 // BME280 emulates a Bosch BME280 (chip id 0x60) or, made by NewBMP280, a
@@ -52,7 +52,7 @@ func newBMx280(isBME bool) *BME280 {
 		d["humidity"] = 45
 	}
 	c := &BME280{values: newValues(d), isBME: isBME}
-	c.SetCalibration(DefaultCalibT, DefaultCalibP, DefaultCalibH)
+	c.SetCalibration(defaultCalibT, defaultCalibP, defaultCalibH)
 	c.PowerOnReset()
 	return c
 }
