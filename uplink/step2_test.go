@@ -478,8 +478,13 @@ func TestCAFileAddsOrReplaces(t *testing.T) {
 			o.CAFile, o.CAReplace = tc.ca, tc.replace
 			c := newClient(t, o, src)
 			stop := run(t, c)
-			drained := testutil.Eventually(3*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 })
+			testutil.Eventually(3*time.Second, func() bool {
+				left, _, _, _ := src.Counts()
+				return left == 0 || c.Stats().ConnectFailures > 0
+			})
 			stop()
+			left, _, _, _ := src.Counts()
+			drained := left == 0 && c.Stats().ConnectFailures == 0
 			if drained != tc.ok {
 				t.Fatalf("drained=%v, want %v; stats %+v", drained, tc.ok, c.Stats())
 			}
