@@ -30,14 +30,16 @@
 // file is renamed aside with a timestamp and a fresh one started; a full
 // disk drops by policy and recovers when space returns.
 //
-// Inspect and Export read a file without writing it, for the CLI.
+// Inspect and Export read a file without writing it, for the CLI. Inspect
+// takes no lock and works while the daemon runs; Export needs the file to
+// itself and fails at once with ErrLocked while the daemon runs.
 //
 // # Caveats
 //
 // The package must never: import sensors/ or uplink/; exit the process or
 // panic; write to the card for a reading that was acked in time; hand out a
-// reading twice while it is in flight; block the daemon from a read-only
-// tool (those fail fast with ErrLocked instead).
+// reading twice while it is in flight; let a read-only tool block or delay
+// the daemon.
 //
 // Only readings whose clock was synchronised (Reading.Synced) age out by
 // MaxAge: an unsynced Time may be 1970, and age by it would drop everything.

@@ -16,6 +16,9 @@ var (
 	// ErrUncommitted is returned by Close when readings could not be
 	// committed before its deadline; they are lost.
 	ErrUncommitted = errors.New("readings left uncommitted")
+	// ErrBusy means Inspect found the file changing under every attempt
+	// to read it.
+	ErrBusy = errors.New("buffer file kept changing while being read; try again")
 	// ErrBadOptions means Options failed validation.
 	ErrBadOptions = errors.New("invalid buffer options")
 )

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,42 +17,85 @@ import (
 	"gatewayd/internal/reading"
 )
 
-// inspectTimeout is how long Inspect and Export wait for the file lock. The
-// running daemon holds it for as long as it runs, so waiting longer only
-// delays the clear answer.
+// inspectTimeout is how long Export waits for the file lock. The running
+// daemon holds it for as long as it runs, so waiting longer only delays the
+// clear answer.
 const inspectTimeout = 200 * time.Millisecond
 
-// Inspect reads the buffer file at path without changing it and returns its
-// Stats (Depth, Bytes, OldestUnsent, DeadLetters, NextID; the counters that
-// live only in the running process are zero). It never waits for or blocks
-// the daemon: while the daemon holds the file it fails within a fraction of
-// a second with ErrLocked (live figures come from the daemon's health
-// endpoint).
+// Inspect reads the buffer file at path and returns its Stats: Depth, Bytes,
+// OldestUnsent, DeadLetters and NextID (the counters that live only in the
+// running process are zero; the daemon's health endpoint has those). It
+// takes no lock and writes nothing, so it works while the daemon runs and
+// can never delay it: it walks bbolt's page tree from the newest meta page
+// straight from the file and accepts the result only if that meta page was
+// still the newest afterwards (bbolt never overwrites a page the newest meta
+// page can reach, so the walk saw one consistent transaction). If the file
+// changes under every attempt for about a second it gives up with ErrBusy.
 func Inspect(path string) (Stats, error) {
-	s := Stats{Drops: map[string]uint64{}}
-	fi, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return s, fmt.Errorf("inspect buffer: %w", err)
+		return Stats{}, fmt.Errorf("inspect buffer: %w", err)
 	}
-	op, err := openChecked(path, inspectTimeout, true)
-	if err != nil {
-		return s, fmt.Errorf("inspect buffer: %w", err)
-	}
-	defer closeQuietly(op.db)
-	s.Bytes = fi.Size()
-	s.Depth = op.committed
-	s.DeadLetters = op.dead + op.bad
-	s.NextID = max(op.idCeil, op.maxID+1)
-	err = op.db.View(func(tx *bolt.Tx) error {
-		_, v := tx.Bucket(bucketReadings).Cursor().First()
-		if v != nil {
-			if r, err := decodeRecord(v); err == nil {
-				s.OldestUnsent = r.Time
+	defer f.Close()
+	for attempt := 0; attempt < 30; attempt++ {
+		s, txid, err := inspectOnce(f)
+		w := &walker{f: f}
+		if m, merr := w.currentMeta(); merr == nil && m.txid == txid {
+			if err != nil {
+				return Stats{}, fmt.Errorf("inspect buffer: %w", err)
 			}
+			return s, nil
 		}
-		return nil
-	})
-	return s, err
+		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
+	}
+	return Stats{}, fmt.Errorf("inspect buffer %s: %w", path, ErrBusy)
+}
+
+// inspectOnce walks the tree of the newest meta page it finds and returns
+// what it counted with that meta page's transaction id.
+func inspectOnce(f *os.File) (Stats, uint64, error) {
+	s := Stats{Drops: map[string]uint64{}}
+	fi, err := f.Stat()
+	if err != nil {
+		return s, 0, err
+	}
+	w := &walker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
+	m, err := w.currentMeta()
+	if err != nil {
+		return s, 0, err
+	}
+	w.ps, w.hwm = int64(m.pageSize), m.hwm
+	if int64(m.hwm)*w.ps > w.size {
+		return s, m.txid, fmt.Errorf("%w: truncated", ErrCorrupt)
+	}
+	var maxID, ceil reading.ID
+	w.visit = func(bucket string, k, v []byte) {
+		id, ok := keyID(k)
+		switch {
+		case bucket == string(bucketMeta) && string(k) == string(keyIDCeil) && len(v) == 8:
+			ceil = reading.ID(binary.BigEndian.Uint64(v))
+		case !ok:
+		case bucket == string(bucketReadings):
+			maxID = max(maxID, id)
+			s.Depth++
+			// Decode only until the oldest readable one: the walk must
+			// be quick to see one transaction on a busy file.
+			if s.OldestUnsent.IsZero() {
+				if r, err := decodeRecord(v); err == nil {
+					s.OldestUnsent = r.Time
+				}
+			}
+		case bucket == string(bucketDead):
+			maxID = max(maxID, id)
+			s.DeadLetters++
+		}
+	}
+	if _, err := w.tree(m.root, 0, nil, nil, ""); err != nil {
+		return s, m.txid, err
+	}
+	s.Bytes = fi.Size()
+	s.NextID = max(ceil, maxID+1)
+	return s, m.txid, nil
 }
 
 // ExportRecord is one line of Export's JSON output (JSON Lines: one object
@@ -78,7 +122,8 @@ type ExportRecord struct {
 // Export writes every committed reading (state "pending", oldest first) and
 // then every dead letter to w, read-only. asJSON selects JSON Lines (see
 // ExportRecord); otherwise one tab-separated line per reading with a header.
-// Like Inspect it fails quickly with ErrLocked while the daemon holds the file.
+// It takes the file's lock (shared) so it sees the file whole, and so fails
+// within a fraction of a second with ErrLocked while the daemon runs.
 func Export(path string, w io.Writer, asJSON bool) error {
 	op, err := openChecked(path, inspectTimeout, true)
 	if err != nil {

@@ -67,7 +67,7 @@ func rawCheck(f *os.File) error {
 			return err
 		}
 	}
-	_, err = w.tree(m.root, 0, nil, nil)
+	_, err = w.tree(m.root, 0, nil, nil, "")
 	return err
 }
 
@@ -77,6 +77,9 @@ type walker struct {
 	ps   int64
 	hwm  uint64
 	seen map[uint64]bool
+	// visit, if set, sees every key and value (not sub-buckets) of every
+	// bucket, in key order, with the bucket's name.
+	visit func(bucket string, k, v []byte)
 }
 
 func (w *walker) currentMeta() (rawMeta, error) {
@@ -186,7 +189,7 @@ func (w *walker) freelist(id uint64) error {
 // requires keys to increase within a page and to lie in [lo, hi) set by the
 // parent branch; it returns the subtree's largest key. bbolt rebuilds its
 // freelist at open with that checker and panics on the first violation.
-func (w *walker) tree(id uint64, depth int, lo, hi []byte) ([]byte, error) {
+func (w *walker) tree(id uint64, depth int, lo, hi []byte, bucket string) ([]byte, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: tree deeper than %d", ErrCorrupt, maxDepth)
 	}
@@ -194,11 +197,11 @@ func (w *walker) tree(id uint64, depth int, lo, hi []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return w.node(p, depth, fmt.Sprintf("page %d", id), lo, hi)
+	return w.node(p, depth, fmt.Sprintf("page %d", id), lo, hi, bucket)
 }
 
 // node checks one branch or leaf page (a whole page or an inline bucket's).
-func (w *walker) node(p []byte, depth int, where string, lo, hi []byte) ([]byte, error) {
+func (w *walker) node(p []byte, depth int, where string, lo, hi []byte, bucket string) ([]byte, error) {
 	if len(p) < pageHeader {
 		return nil, fmt.Errorf("%w: %s: short page", ErrCorrupt, where)
 	}
@@ -244,27 +247,30 @@ func (w *walker) node(p []byte, depth int, where string, lo, hi []byte) ([]byte,
 					return nil, err
 				}
 			}
-			if last, err = w.tree(le.Uint64(p[e+8:]), depth+1, k, next); err != nil {
+			if last, err = w.tree(le.Uint64(p[e+8:]), depth+1, k, next, bucket); err != nil {
 				return nil, err
 			}
 			min = last
 			continue
 		}
 		min, last = k, k
-		if le.Uint32(p[e:])&bucketLeaf == 0 {
-			continue
-		}
 		vsize := uint64(le.Uint32(p[e+12:]))
 		vstart := uint64(e) + uint64(le.Uint32(p[e+4:])) + uint64(len(k))
 		v := p[vstart : vstart+vsize]
+		if le.Uint32(p[e:])&bucketLeaf == 0 {
+			if w.visit != nil {
+				w.visit(bucket, k, v)
+			}
+			continue
+		}
 		if len(v) < 16 {
 			return nil, fmt.Errorf("%w: %s: short bucket header", ErrCorrupt, where)
 		}
 		if root := le.Uint64(v); root != 0 {
-			if _, err := w.tree(root, depth+1, nil, nil); err != nil {
+			if _, err := w.tree(root, depth+1, nil, nil, string(k)); err != nil {
 				return nil, err
 			}
-		} else if _, err := w.node(v[16:], depth+1, where+" inline bucket", nil, nil); err != nil {
+		} else if _, err := w.node(v[16:], depth+1, where+" inline bucket", nil, nil, string(k)); err != nil {
 			return nil, err
 		}
 	}
