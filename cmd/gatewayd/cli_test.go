@@ -86,14 +86,26 @@ func TestMQTTBrokerWithClientCert(t *testing.T) {
 	}
 	defer sub.Disconnect(100)
 	tok := sub.Subscribe("sensors/#", 1, func(_ mqtt.Client, msg mqtt.Message) {
-		var v map[string]any
-		if err := json.Unmarshal(msg.Payload(), &v); err != nil {
-			t.Errorf("payload %q: %v", msg.Payload(), err)
+		// A live reading travels alone as an object; a backlog as an
+		// array of the readings that share the topic.
+		var vs []map[string]any
+		if p := bytes.TrimSpace(msg.Payload()); len(p) > 0 && p[0] == '[' {
+			if err := json.Unmarshal(p, &vs); err != nil {
+				t.Errorf("payload %q: %v", p, err)
+			}
+		} else {
+			var v map[string]any
+			if err := json.Unmarshal(p, &v); err != nil {
+				t.Errorf("payload %q: %v", p, err)
+			}
+			vs = append(vs, v)
 		}
-		v["topic"] = msg.Topic()
-		v["received"] = time.Now()
 		mu.Lock()
-		got = append(got, v)
+		for _, v := range vs {
+			v["topic"] = msg.Topic()
+			v["received"] = time.Now()
+			got = append(got, v)
+		}
 		mu.Unlock()
 	})
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {

@@ -54,8 +54,22 @@ func main() {
 				fmt.Printf("%s %-40s %6.1fs\n", status, e.Package, e.Elapsed)
 				if e.Action == "fail" {
 					pkgFailed = true
+					// A test that panicked or hit the timeout never reports
+					// its own end: count it failed and show what it said.
+					for k, b := range outputs {
+						if strings.HasPrefix(k, e.Package+" ") && k != key && !strings.Contains(k, "/") {
+							failed++
+							failedNames = append(failedNames, k)
+							fmt.Printf("--- FAIL %s (did not finish)\n%s", k, indent(b.String()))
+						}
+					}
 					if b := outputs[key]; b != nil {
 						fmt.Print(indent(b.String()))
+					}
+				}
+				for k := range outputs {
+					if strings.HasPrefix(k, e.Package+" ") {
+						delete(outputs, k)
 					}
 				}
 				continue
