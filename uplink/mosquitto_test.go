@@ -173,3 +173,36 @@ func TestMQTTBacklogArrays(t *testing.T) {
 		t.Errorf("%d messages for 450 readings: not batched", st.Sent)
 	}
 }
+
+// A broker that stops answering (SIGSTOP: the connection stays open, like a
+// blackholed network) and a broker restart: the keepalive notices, the
+// client reconnects, and every reading is acknowledged in the end.
+func TestMQTTStalledAndRestartedBroker(t *testing.T) {
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{})
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Logger: log,
+		Keepalive: time.Second, ReplyTimeout: time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond}, src)
+	stop := run(t, c)
+	src.Add(liveReadings(3, time.Now())...)
+	if !testutil.Eventually(5*time.Second, func() bool { _, acked, _, _ := src.Counts(); return acked == 3 }) {
+		t.Fatalf("not acked: %+v", c.Stats())
+	}
+	m.Pause()
+	src.Add(liveReadings(3, time.Now())...)
+	time.Sleep(2500 * time.Millisecond)
+	m.Resume()
+	m.Restart(t)
+	src.Add(liveReadings(3, time.Now())...)
+	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
+		left, acked, _, inflight := src.Counts()
+		t.Fatalf("%d left (%d in flight), %d acked: %+v", left, inflight, acked, c.Stats())
+	}
+	stop()
+	if st := c.Stats(); st.Connects < 2 {
+		t.Errorf("no reconnect: %+v", st)
+	}
+	if v := src.Violations(); len(v) > 0 {
+		t.Fatal(v)
+	}
+}
