@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
-	"periph.io/x/conn/v3/i2c/i2creg"
-	"periph.io/x/host/v3"
 
 	"gatewayd/internal/clock"
 	"gatewayd/internal/config"
@@ -68,7 +66,13 @@ func cmdScan(ctx context.Context, a *app, args []string) error {
 		if cfg, err = loadConfig(a, *path); err != nil {
 			return err
 		}
-		specs = sensorSpecs(cfg)
+		// The chips of the config's emulated bus ("emulated"), not those of
+		// other buses that could share an address with them.
+		for _, sp := range sensorSpecs(cfg) {
+			if sp.Bus == "emulated" {
+				specs = append(specs, sp)
+			}
+		}
 	}
 	var b i2c.Bus
 	if *bus == "emulated" {
@@ -78,12 +82,9 @@ func cmdScan(ctx context.Context, a *app, args []string) error {
 		}
 		b = eb
 	} else {
-		if _, err := host.Init(); err != nil {
-			return fmt.Errorf("periph host init: %w", err)
-		}
-		hb, err := i2creg.Open(*bus)
+		hb, err := sensors.OpenBus(*bus)
 		if err != nil {
-			return fmt.Errorf("open %s: %w (is I2C enabled? raspi-config -> Interface Options -> I2C)", *bus, err)
+			return fmt.Errorf("%w (is I2C enabled? raspi-config -> Interface Options -> I2C)", err)
 		}
 		defer hb.Close()
 		b = hb
