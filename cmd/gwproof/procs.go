@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// proc is one child process the harness started; stop always reaps it.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	mu      sync.Mutex
+	stderr  bytes.Buffer
+}
+
+// lineFunc receives each stdout line of a child with the time it was read.
+type lineFunc func(at time.Time, line string)
+
+// startProc starts bin; onLine (may be nil) sees its stdout line by line.
+// The harness registers it so that a failing run still stops it.
+func (h *harness) startProc(name string, onLine lineFunc, bin string, args ...string) (*proc, error) {
+	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	h.track(p)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if onLine != nil {
+				onLine(time.Now(), sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+		_ = p.cmd.Wait()
+	}()
+	return p, nil
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// Stderr returns what the child wrote to stderr so far (its log).
+func (p *proc) Stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends sig and waits up to bound, then kills. It reports whether the
+// process stopped on sig by itself.
+func (p *proc) stop(sig syscall.Signal, bound time.Duration) bool {
+	if p.exited() {
+		return true
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a SIGSTOPped child cannot act on sig
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(bound):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return false
+	}
+}
+
+// procStat is what /proc says about one process.
+type procStat struct {
+	CPU        time.Duration // utime+stime
+	RSS, HWM   int64         // bytes: VmRSS, VmHWM
+	Anon, File int64         // bytes: RssAnon, RssFile (bbolt's mmap and the binary's pages)
+	WriteBytes int64         // /proc/PID/io write_bytes: what reached the block layer
+}
+
+// clkTck is USER_HZ. Linux fixes it at 100 on every architecture gatewayd
+// targets; /proc/PID/stat counts utime and stime in these ticks.
+const clkTck = 100
+
+func readProc(pid int) (procStat, error) {
+	var s procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("read stat: %w", err)
+	}
+	// The command name (field 2) may hold spaces; fields count from after ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return s, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return s, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+	st, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	s.CPU = time.Duration(ut+st) * time.Second / clkTck
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("read status: %w", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
+		switch k {
+		case "VmRSS":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.RSS = n << 10
+		case "RssAnon":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.Anon = n << 10
+		case "RssFile":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.File = n << 10
+		case "VmHWM":
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s.HWM = n << 10
+		}
+	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(io), "\n") {
+			if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+				s.WriteBytes, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return s, nil
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitPort waits (bounded) until something accepts on addr.
+func waitPort(addr string, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s after %v", addr, bound)
+}
+
+// waitFor polls cond every step until it holds or bound passes.
+func waitFor(bound, step time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(bound)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(step)
+	}
+}
+
+// mosquitto is a broker on a loopback port, plain TCP, anonymous.
+type mosquitto struct {
+	h    *harness
+	Addr string
+	conf string
+	p    *proc
+}
+
+func (h *harness) startMosquitto(port int) (*mosquitto, error) {
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp(h.work, "mosquitto-")
+	if err != nil {
+		return nil, fmt.Errorf("mosquitto dir: %w", err)
+	}
+	conf := "per_listener_settings false\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n" +
+		"max_queued_messages 100000\n"
+	if os.Geteuid() == 0 {
+		conf += "user root\n"
+	}
+	conf += fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n", port)
+	m := &mosquitto{h: h, Addr: fmt.Sprintf("127.0.0.1:%d", port), conf: filepath.Join(dir, "mosquitto.conf")}
+	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("mosquitto conf: %w", err)
+	}
+	return m, m.start()
+}
+
+func (m *mosquitto) start() error {
+	bin := "mosquitto"
+	if _, err := exec.LookPath(bin); err != nil {
+		bin = "/usr/sbin/mosquitto"
+	}
+	p, err := m.h.startProc("mosquitto", nil, bin, "-c", m.conf)
+	if err != nil {
+		return err
+	}
+	m.p = p
+	if err := waitPort(m.Addr, 10*time.Second); err != nil {
+		p.stop(syscall.SIGKILL, time.Second)
+		return fmt.Errorf("mosquitto: %w: %s", err, p.Stderr())
+	}
+	return nil
+}
+
+func (m *mosquitto) stop() { m.p.stop(syscall.SIGTERM, 5*time.Second) }
+
+func (m *mosquitto) restart() error {
+	m.stop()
+	return m.start()
+}
+
+// metrics scrapes gatewayd's /metrics and sums each metric over its labels.
+func metrics(addr string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		name := line[:i]
+		if j := strings.IndexByte(name, '{'); j >= 0 {
+			name = name[:j]
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			m[name] += v
+		}
+	}
+	return m, sc.Err()
+}
