@@ -107,6 +107,9 @@ func TestWrongSecretRefused(t *testing.T) {
 	if left, acked, _, inflight := src.Counts(); left != 3 || acked != 0 || inflight != 0 {
 		t.Fatalf("source: %d left, %d acked, %d in flight; want 3, 0, 0", left, acked, inflight)
 	}
+	if !strings.Contains(s.out.String(), dn+" login refused: CONNACK 4 bad user name or password") {
+		t.Fatalf("emulator output does not show the refusal:\n%s", s.out.String())
+	}
 }
 
 // Platform "mqtt" publishes through a real Mosquitto over TLS; PUBACK is

@@ -422,11 +422,14 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	s.connects = append(s.connects, Connect{Time: time.Now(), ClientID: pk.Connect.ClientIdentifier,
 		Username: string(pk.Connect.Username), Code: code, Reason: reason})
 	s.mu.Unlock()
+	who, _, _ := strings.Cut(string(pk.Connect.Username), "&")
 	if code == 0 {
 		s.log.Info("device connected", "client_id", pk.Connect.ClientIdentifier, "username", string(pk.Connect.Username))
+		s.println(fmt.Sprintf("%s %s connected over %s", time.Now().Format("15:04:05"), who, cl.Net.Listener))
 		return nil
 	}
 	s.log.Warn("connect refused", "client_id", pk.Connect.ClientIdentifier, "username", string(pk.Connect.Username), "code", code, "reason", reason)
+	s.println(fmt.Sprintf("%s %s login refused: CONNACK %d %s", time.Now().Format("15:04:05"), who, code, reason))
 	c := packets.Code{Code: code, Reason: reason}
 	_ = s.mq.SendConnack(cl, c, false, nil)
 	return fmt.Errorf("iotsim: connect refused (%d): %s", code, reason)
@@ -625,6 +628,16 @@ func (s *Server) allow(dev Device) bool {
 		s.limits[dev.DeviceName] = l
 	}
 	return l.Allow()
+}
+
+// println writes one line to Out, if any.
+func (s *Server) println(line string) {
+	s.mu.Lock()
+	out := s.o.Out
+	s.mu.Unlock()
+	if out != nil {
+		io.WriteString(out, line+"\n")
+	}
 }
 
 func (s *Server) record(m Message, acc []Accepted) {
