@@ -404,8 +404,15 @@ func (b *Buffer) dropped(reason string, n int) {
 // appended (coalesced).
 func (b *Buffer) Notify() <-chan struct{} { return b.notify }
 
+// maxMisses is how many consecutive readings outside a Take's time window
+// end the search of the file.
+const maxMisses = 256
+
 // Take hands out up to max readings that are not in flight, committed or not,
-// in the filter's order, and marks them in flight.
+// in the filter's order, and marks them in flight. With a time window it
+// searches the file until maxMisses readings in a row fall outside it: a
+// reading whose time is far out of its append order (a clock correction) may
+// be found only by a Take without a window or once its neighbours are gone.
 func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 	if max <= 0 {
 		return []reading.Reading{}, nil
@@ -453,7 +460,12 @@ func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 				k, v = c.Last()
 				next = c.Prev
 			}
-			for ; k != nil && len(out) < max; k, v = next() {
+			// Readings are stored in append order, which is time order
+			// but for clock corrections: a time-filtered Take stops
+			// after a run of readings outside the window instead of
+			// decoding a whole backlog on every call.
+			misses := 0
+			for ; k != nil && len(out) < max && misses < maxMisses; k, v = next() {
 				id, ok := keyID(k)
 				if !ok {
 					continue
@@ -473,8 +485,10 @@ func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 					continue
 				}
 				if !match(&r) {
+					misses++
 					continue
 				}
+				misses = 0
 				b.inflight[id] = struct{}{}
 				out = append(out, r)
 			}
@@ -712,7 +726,10 @@ func (b *Buffer) commit() error {
 		// Make room by dropping the oldest committed readings in a
 		// transaction of their own (it may fit in pages freed earlier),
 		// then try once more.
-		if n, derr := b.dropOldestCommitted(max(256, len(b.pending))); derr == nil && n > 0 {
+		b.mu.Lock()
+		n := max(256, len(b.pending))
+		b.mu.Unlock()
+		if n, derr := b.dropOldestCommitted(n); derr == nil && n > 0 {
 			err = b.commitOnce()
 		}
 	}
