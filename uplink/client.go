@@ -302,21 +302,13 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 		}
 		return tc, nil
 	})
-	switch c.o.Platform {
-	case PlatformAliyun:
-		cid := ClientIDField(c.o.ClientID, c.o.TLS, c.o.SignMethod, sdkTimestamp)
-		pw, err := Sign(c.o.SignMethod, c.o.ProductKey, c.o.DeviceName, c.o.DeviceSecret, c.o.ClientID, sdkTimestamp)
-		if err != nil {
-			return nil, nil, err
-		}
-		opts.SetClientID(cid)
-		opts.SetUsername(c.o.DeviceName + "&" + c.o.ProductKey)
-		opts.SetPassword(pw)
-	default:
-		opts.SetClientID(c.o.ClientID)
-		opts.SetUsername(c.o.Username)
-		opts.SetPassword(c.o.Password)
+	cr, err := c.o.credentials()
+	if err != nil {
+		return nil, nil, err
 	}
+	opts.SetClientID(cr.ClientID)
+	opts.SetUsername(cr.Username)
+	opts.SetPassword(cr.Password)
 	// A persistent session keeps the platform's subscriptions across
 	// reconnects; a fresh paho client (and store) per connection keeps paho
 	// from resending messages we already released to the source.

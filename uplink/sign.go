@@ -100,3 +100,33 @@ func ParseClientIDField(s string) (id string, params map[string]string, err erro
 	}
 	return id, params, nil
 }
+
+// Credentials are the CONNECT fields a client signs in with.
+type Credentials struct {
+	ClientID, Username, Password string
+}
+
+// Credentials returns exactly the CONNECT fields New's client will send
+// (defaults applied), so `gatewayd sign` shows what the platform sees.
+func (o Options) Credentials() (Credentials, error) {
+	d, err := o.withDefaults()
+	if err != nil {
+		return Credentials{}, err
+	}
+	return d.credentials()
+}
+
+func (o *Options) credentials() (Credentials, error) {
+	if o.Platform != PlatformAliyun {
+		return Credentials{ClientID: o.ClientID, Username: o.Username, Password: o.Password}, nil
+	}
+	pw, err := Sign(o.SignMethod, o.ProductKey, o.DeviceName, o.DeviceSecret, o.ClientID, sdkTimestamp)
+	if err != nil {
+		return Credentials{}, err
+	}
+	return Credentials{
+		ClientID: ClientIDField(o.ClientID, o.TLS, o.SignMethod, sdkTimestamp),
+		Username: o.DeviceName + "&" + o.ProductKey,
+		Password: pw,
+	}, nil
+}

@@ -226,3 +226,39 @@ func TestScanEmulated(t *testing.T) {
 		t.Errorf("scan output:\n%s", out.String())
 	}
 }
+
+// gatewayd sign prints the CONNECT fields the daemon uses; the platform
+// emulator (which verifies signatures as the platform does) accepts them.
+func TestSignCommand(t *testing.T) {
+	e := newE2E(t)
+	sim := e.startSim(t)
+	var out, errb bytes.Buffer
+	if err := Run(context.Background(), []string{"sign", "--config", e.config(t, e2eSecret), "--show-password"}, &out, &errb); err != nil {
+		t.Fatalf("sign: %v\n%s", err, errb.String())
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 {
+			fields[f[0]] = f[1]
+		}
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(e.caFile)
+	pool.AppendCertsFromPEM(caPEM)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tls://" + sim.TLSAddr()).
+		SetClientID(fields["clientId"]).SetUsername(fields["username"]).SetPassword(fields["password"]).
+		SetProtocolVersion(4).SetKeepAlive(60 * time.Second).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: "localhost"}))
+	tok := c.Connect()
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("login with the printed fields %v refused: %v", fields, tok.Error())
+	}
+	c.Disconnect(100)
+	// Without --show-password the password is masked.
+	out.Reset()
+	Run(context.Background(), []string{"sign", "--config", e.config(t, e2eSecret)}, &out, &errb)
+	if strings.Contains(out.String(), fields["password"]) {
+		t.Errorf("password printed without --show-password:\n%s", out.String())
+	}
+}

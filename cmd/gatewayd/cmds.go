@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"gatewayd/buffer"
 	"gatewayd/sensors"
-	"gatewayd/uplink"
 )
 
 func cmdCheck(_ context.Context, a *app, args []string) error {
@@ -80,7 +77,6 @@ func cmdSign(_ context.Context, a *app, args []string) error {
 	fs := newFlags(a, "sign")
 	path := fs.String("config", "", "config file")
 	show := fs.Bool("show-password", false, "print the password (it logs in as this device: keep it private)")
-	ts := fs.String("timestamp", strconv.FormatInt(time.Now().UnixMilli(), 10), "timestamp to sign")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,25 +88,17 @@ func cmdSign(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := uplinkOptions(cfg, secret, newLogger(io.Discard, "error"))
-	clientID := o.ClientID
-	if clientID == "" {
-		clientID = cfg.Device.DeviceName
-	}
-	pass, err := uplink.Sign(o.SignMethod, o.ProductKey, o.DeviceName, secret, clientID, *ts)
+	cr, err := uplinkOptions(cfg, secret, newLogger(io.Discard, "error")).Credentials()
 	if err != nil {
 		return err
 	}
-	securemode := 2
-	if !o.TLS {
-		securemode = 3
-	}
-	if !*show {
+	pass := cr.Password
+	if !*show && len(pass) > 4 {
 		pass = pass[:4] + strings.Repeat("*", len(pass)-4) + "  (--show-password prints it)"
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "clientId\t%s|securemode=%d,signmethod=%s,timestamp=%s|\n", clientID, securemode, o.SignMethod, *ts)
-	fmt.Fprintf(w, "username\t%s&%s\n", o.DeviceName, o.ProductKey)
+	fmt.Fprintf(w, "clientId\t%s\n", cr.ClientID)
+	fmt.Fprintf(w, "username\t%s\n", cr.Username)
 	fmt.Fprintf(w, "password\t%s\n", pass)
 	return w.Flush()
 }
