@@ -35,6 +35,7 @@ const (
 	DefaultMaxReadingsPerMsg    = 200
 	DefaultMaxMessageBytes      = 64 << 10
 	DefaultNTPInterval          = time.Hour
+	DefaultShutdownGrace        = 2 * time.Second
 )
 
 // platformPacketLimit is the size above which the platform silently drops a
@@ -121,6 +122,9 @@ type Options struct {
 	MaxReadingsPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
 	MaxMessageBytes   int           // 0 = 64 KiB; at most 128 KiB (the platform drops > 256 KB)
 	NTPInterval       time.Duration // 0 = 1h; only with OnServerTime
+	// ShutdownGrace is how long a stopping Run still waits for the answers
+	// to messages in flight (nothing new is sent). 0 = 2s; negative = none.
+	ShutdownGrace time.Duration
 	// Now is the clock (nil = time.Now); tests move it.
 	Now func() time.Time
 }
@@ -158,6 +162,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.LiveWindow, DefaultLiveWindow)
 	def(&c.HistoryAge, DefaultHistoryAge)
 	def(&c.NTPInterval, DefaultNTPInterval)
+	def(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}

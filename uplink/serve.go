@@ -76,7 +76,9 @@ func classifyCode(code int) action {
 }
 
 func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (err error) {
-	sctx, cancel := context.WithCancel(ctx)
+	// Publishes outlive ctx by the shutdown grace, so the answers to what is
+	// already in flight can still arrive (see drainInflight).
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	pubDone := make(chan pubResult, c.o.MaxInflight)
 	st := &sendState{pending: map[string]*outMsg{}, liveDirty: true, window: float64(c.o.MaxInflight)}
@@ -112,6 +114,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		timer.Reset(c.nextWake(st, c.o.Now()))
 		select {
 		case <-ctx.Done():
+			c.drainInflight(cl, st, lost, pubDone)
 			return nil
 		case err := <-lost:
 			return err
@@ -140,6 +143,35 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 			}
 			break
 		}
+	}
+}
+
+// drainInflight is the graceful part of a stop: nothing new is sent, but
+// for up to ShutdownGrace the answers to messages already in flight are
+// still taken, so their readings are acknowledged now instead of being
+// sent (and delivered) a second time after the restart.
+func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, pubDone chan pubResult) {
+	if len(st.pending) == 0 || c.o.ShutdownGrace < 0 {
+		return
+	}
+	grace := time.NewTimer(c.o.ShutdownGrace)
+	defer grace.Stop()
+	beat := time.NewTicker(250 * time.Millisecond)
+	defer beat.Stop()
+	for len(st.pending) > 0 {
+		select {
+		case <-grace.C:
+			return
+		case <-lost:
+			return
+		case r := <-pubDone:
+			c.published(st, r)
+		case m := <-c.inbound:
+			c.handleInbound(cl, st, m)
+		case <-beat.C:
+			c.beat()
+		}
+		c.flushAcks(st)
 	}
 }
 
