@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 fail=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-count() { find "$1/testdata/fuzz/$2" -type f 2>/dev/null | wc -l; }
+count() { { find "$1/testdata/fuzz/$2" -type f 2>/dev/null || true; } | wc -l; }
 while IFS=: read -r file name; do
   pkg=./$(dirname "$file")
   echo "== fuzz $pkg $name ($t)"
