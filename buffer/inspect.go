@@ -39,6 +39,11 @@ func Inspect(path string) (Stats, error) {
 	defer f.Close()
 	for attempt := 0; attempt < 30; attempt++ {
 		s, txid, err := inspectOnce(f)
+		if txid == 0 && err != nil {
+			// No valid meta page: bbolt writes one meta page at a
+			// time and leaves the other whole, so this is no race.
+			return Stats{}, fmt.Errorf("inspect buffer: %w", err)
+		}
 		w := &walker{f: f}
 		if m, merr := w.currentMeta(); merr == nil && m.txid == txid {
 			if err != nil {
