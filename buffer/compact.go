@@ -94,8 +94,14 @@ func (b *Buffer) compact() (err error) {
 	b.db = dst
 	b.applyLimits()
 	b.st.Compactions++
+	// An ID reservation written to the old file during the copy may have
+	// missed it; write the current one again.
+	rerr := b.reserveIDs()
 	merr := b.measureLocked()
 	b.mu.Unlock()
+	if rerr != nil {
+		b.log.Warn("re-reserve ids after compaction", "err", rerr)
+	}
 	if merr != nil {
 		b.log.Warn("measure space in use", "err", merr)
 	}
