@@ -123,3 +123,35 @@ func TestMaxAge(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestMaxSizeLowered: the technician lowers max_size below what the file
+// already holds. The buffer opens, drops the oldest to make room and keeps
+// storing new readings.
+func TestMaxSizeLowered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.db")
+	b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
+	fillPast(t, b, path, 1<<30, 20000)
+	closeBuf(t, b)
+	fi, _ := os.Stat(path)
+	const maxSize = 1 << 20
+	if fi.Size() <= maxSize {
+		t.Fatalf("setup: file %d bytes, want more than %d", fi.Size(), maxSize)
+	}
+	b = mustOpen(t, Options{Path: path, MaxSize: maxSize, CommitInterval: time.Hour})
+	last := mkReadings(50000, 200)
+	for i := 0; i < 5; i++ {
+		mustAppend(t, b, last[i*40:(i+1)*40])
+		if err := b.commit(); err != nil {
+			t.Fatalf("commit %d over a lowered bound: %v", i, err)
+		}
+	}
+	s := b.Stats()
+	if s.Drops[ReasonMaxSize] == 0 {
+		t.Fatalf("nothing dropped: %+v", s)
+	}
+	got := mustTake(t, b, 100000, reading.Filter{})
+	if got[len(got)-1].ID != last[len(last)-1].ID {
+		t.Fatal("the newest readings were not kept")
+	}
+	t.Logf("file %d bytes -> %d, %d readings kept, %d dropped", fi.Size(), s.Bytes, s.Depth, s.Drops[ReasonMaxSize])
+}
