@@ -288,8 +288,9 @@ func (b *Buffer) reserveIDs() error {
 	return nil
 }
 
-// Append stores rs and writes their assigned IDs into rs. It never blocks on
-// the disk in group-commit mode; the readings are committed within
+// Append stores rs and writes their assigned IDs into rs. In group-commit
+// mode it does not wait for the disk (but for one small write per million
+// IDs, the ID reservation); the readings are committed within
 // CommitInterval. A reading that the disk has no room for is dropped by the
 // WhenFull policy and counted, not returned as an error: the sensors must
 // keep sampling.
