@@ -74,6 +74,8 @@ type harness struct {
 	procs  []*proc
 	undo   []func() // unmounts and the like, run last to first
 	report *report
+	// faultSet limits the fault trials (empty: all).
+	faultSet map[string]bool
 }
 
 func (h *harness) track(p *proc) {
@@ -126,10 +128,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	only := fs.String("only", "", "comma-separated parts to run (perf,drain,sdcard,startup,fleet,faults); empty = all")
 	gwBin := fs.String("gatewayd", "", "gatewayd binary to measure; empty = build ./cmd/gatewayd")
 	verbose := fs.Bool("v", false, "log progress details")
+	onlyFaults := fs.String("faults", "", "comma-separated fault trials to run (outage,blackhole,kill9,diskfull,corrupt,clock,sensor,429,460); empty = all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	h := &harness{ctx: ctx, report: &report{}}
+	h := &harness{ctx: ctx, report: &report{}, faultSet: map[string]bool{}}
+	for _, f := range strings.Split(*onlyFaults, ",") {
+		if f != "" {
+			h.faultSet[f] = true
+		}
+	}
 	switch *size {
 	case "full":
 		h.sz = full
