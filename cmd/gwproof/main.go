@@ -128,6 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	only := fs.String("only", "", "comma-separated parts to run (perf,drain,sdcard,startup,fleet,faults); empty = all")
 	gwBin := fs.String("gatewayd", "", "gatewayd binary to measure; empty = build ./cmd/gatewayd")
 	verbose := fs.Bool("v", false, "log progress details")
+	rev := fs.String("rev", "", "the gatewayd revision measured, for the stamp; empty = git describe of the module")
 	onlyFaults := fs.String("faults", "", "comma-separated fault trials to run (outage,blackhole,kill9,diskfull,corrupt,clock,sensor,429,460); empty = all")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -168,7 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	h.report.machine = machine(h.root, h.sz.Name)
+	h.report.machine = machine(h.root, h.sz.Name, *rev)
 	want := map[string]bool{}
 	for _, p := range strings.Split(*only, ",") {
 		if p != "" {

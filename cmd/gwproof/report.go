@@ -86,7 +86,7 @@ func (r *report) markdown() string {
 }
 
 // machine describes where the figures come from.
-func machine(root, size string) string {
+func machine(root, size, rev string) string {
 	cpu := "unknown"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -104,8 +104,11 @@ func machine(root, size string) string {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
-	commit := "unknown"
-	if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
+	commit := rev
+	if commit == "" {
+		commit = "unknown"
+	}
+	if out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil && rev == "" {
 		commit = strings.TrimSpace(string(out))
 	}
 	mosq := "unknown"

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseBench(t *testing.T) {
+	out := `goos: linux
+BenchmarkBacklogDrain/iotsim/unlimited-2         	       1	     92963 readings/s	     13363 sync-readings/s	         6.957 x-faster
+BenchmarkBytesPerReading 	      12	         0 ns/op	     34065 stock-bbolt-naive-offline-B/reading
+PASS`
+	bs := parseBench(out)
+	if len(bs) != 2 {
+		t.Fatalf("parsed %d lines, want 2: %+v", len(bs), bs)
+	}
+	if bs[0].name != "BenchmarkBacklogDrain/iotsim/unlimited" || bs[0].n != 1 || bs[0].metrics["sync-readings/s"] != 13363 {
+		t.Errorf("first line parsed as %+v", bs[0])
+	}
+	if bs[1].name != "BenchmarkBytesPerReading" || bs[1].metrics["stock-bbolt-naive-offline-B/reading"] != 34065 {
+		t.Errorf("second line parsed as %+v", bs[1])
+	}
+}
+
+func TestPerSecond(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	peak, idx, b := perSecond([]time.Time{at(10), at(1100), at(1200), at(1300), at(2500)}, t0)
+	if peak != 3 || idx != 1 || len(b) != 3 || b[0] != 1 || b[2] != 1 {
+		t.Errorf("perSecond = %d at %d, %v", peak, idx, b)
+	}
+}
+
+// A reading that was taken but neither delivered, buffered nor set aside
+// must show up as lost; a second acceptance as a duplicate; readings
+// stamped after the cutoff are outside the count.
+func TestLedgerTally(t *testing.T) {
+	l := newLedger()
+	l.cutoff = time.UnixMilli(10_000)
+	l.taken = 5
+	l.deliver(key{"a", 1000})
+	l.deliver(key{"a", 1000}) // resent
+	l.deliver(key{"b", 1000})
+	l.deliver(key{"c", 20_000}) // after the cutoff
+	l.remaining[key{"a", 2000}] = true
+	l.dead[key{"b", 2000}] = true
+	tl := l.tally()
+	if tl.unique != 2 || tl.dups != 1 || tl.remaining != 1 || tl.dead != 1 || tl.lost != 1 {
+		t.Errorf("tally = %+v, want 2 delivered, 1 duplicate, 1 buffered, 1 set aside, 1 lost", tl)
+	}
+	l.remaining[key{"c", 3000}] = true
+	if tl := l.tally(); tl.lost != 0 {
+		t.Errorf("all accounted for, yet lost = %d", tl.lost)
+	}
+}
+
+func TestMQTTReadings(t *testing.T) {
+	for in, want := range map[string]int{
+		`{"id":1,"property":"p","time_ms":5}`: 1,
+		`[{"id":1},{"id":2}]`:                 2,
+		`{"params":{"a":1}}`:                  0,
+		`not json`:                            0,
+	} {
+		if got := mqttReadings([]byte(in)); got != want {
+			t.Errorf("mqttReadings(%s) = %d, want %d", in, got, want)
+		}
+	}
+	l := newLedger()
+	l.fromMQTT([]byte(`[{"property":"p","time_ms":5},{"property":"q","time_ms":5}]`))
+	if len(l.delivered) != 2 {
+		t.Errorf("fromMQTT recorded %v", l.delivered)
+	}
+}
+
+// The proxy counts an attempt whether or not the broker behind it is up,
+// and forwards bytes when it is.
+func TestProxyCountsAttempts(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	px, err := startProxy(up.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.close()
+	t0 := time.Now()
+	c, err := net.Dial("tcp", px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo through the proxy: %q, %v", buf, err)
+	}
+	c.Close()
+	up.Close() // the broker goes away: attempts still count
+	for i := 0; i < 3; i++ {
+		if c, err := net.Dial("tcp", px.Addr()); err == nil {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if n, _ := c.Read(buf); n != 0 {
+				t.Errorf("read %d bytes from a proxy with no upstream", n)
+			}
+			c.Close()
+		}
+	}
+	if n := len(px.since(t0)); n != 4 {
+		t.Errorf("proxy counted %d attempts, want 4", n)
+	}
+}
+
+// The harness's smallest real trial: the in-process pipeline with one of
+// three emulated sensors vanishing for a second. Every reading taken must
+// be accounted for, and the sensor must come back.
+func TestSensorFaultTrial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real pipeline trial (about 5 s)")
+	}
+	work := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sz := small
+	sz.FaultWindow, sz.RecoverBound, sz.SampleEvery = time.Second, 20*time.Second, 100*time.Millisecond
+	h := &harness{ctx: ctx, sz: sz, work: work, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), report: &report{}}
+	defer h.cleanup()
+	s := &section{head: make([]string, 11)}
+	if err := h.faultSensor(s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.rows) != 1 {
+		t.Fatalf("rows: %v", s.rows)
+	}
+	row := s.rows[0]
+	taken, lost, recovered := row[2], row[8], row[9]
+	if taken == "0" || lost != "0" || recovered != "yes" {
+		t.Errorf("sensor trial: taken %s, lost %s, recovered %s (%s)", taken, lost, recovered, row[10])
+	}
+	if !strings.Contains(row[10], "s1 took 0 samples while gone") {
+		t.Errorf("the vanished sensor kept sampling: %s", row[10])
+	}
+}
