@@ -39,3 +39,4 @@ clean:
 	rm -rf bin dist .demo
 
 -include deploy/deploy.mk
+-include bench/bench.mk
