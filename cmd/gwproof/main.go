@@ -35,6 +35,8 @@ type sizes struct {
 	ClockJump    time.Duration // size of the injected clock step
 	RecoverBound time.Duration // how long recovery may take before "no"
 	SampleEvery  time.Duration // sensor interval in fault runs
+	// ParallelFaults runs the fault trials concurrently (small: CI time).
+	ParallelFaults bool
 }
 
 var full = sizes{
@@ -53,13 +55,13 @@ var full = sizes{
 var small = sizes{
 	Name: "small",
 	PerfRuns: []perfRun{
-		{Interval: 250 * time.Millisecond, Warmup: 5 * time.Second, Measure: 15 * time.Second},
+		{Interval: 250 * time.Millisecond, Warmup: 4 * time.Second, Measure: 12 * time.Second},
 	},
 	DrainTimes: 1, SDTimes: 12, StartTrials: 3,
-	Fleet: 500, FleetDown: 5 * time.Second,
-	Outage: 15 * time.Second, Blackhole: 12 * time.Second, Kill9Count: 0,
-	FaultWindow: 5 * time.Second, ClockJump: time.Hour, RecoverBound: 60 * time.Second,
-	SampleEvery: 200 * time.Millisecond,
+	Fleet: 500, FleetDown: 3 * time.Second,
+	Outage: 10 * time.Second, Blackhole: 12 * time.Second, Kill9Count: 0,
+	FaultWindow: 3 * time.Second, ClockJump: time.Hour, RecoverBound: 60 * time.Second,
+	SampleEvery: 200 * time.Millisecond, ParallelFaults: true,
 }
 
 // harness holds what every part of a run shares.
