@@ -3,6 +3,7 @@ package buffer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -89,9 +90,10 @@ type Stats struct {
 	OldestUnsent time.Time         `json:"oldest_unsent"`  // Time of the oldest waiting reading; zero if none
 	DeadLetters  int               `json:"dead_letters"`   // readings set aside by DeadLetter
 	Drops        map[string]uint64 `json:"drops"`          // readings dropped, by reason (this process)
-	Commits      uint64            `json:"commits"`        // successful write transactions
+	Commits      uint64            `json:"commits"`        // commit windows made durable (journal or bbolt)
 	CommitErrors uint64            `json:"commit_errors"`  // failed commits (retried)
 	LastCommit   time.Time         `json:"last_commit"`    // zero if none yet
+	Folds        uint64            `json:"folds"`          // journal contents written into the bbolt file
 	Compactions  uint64            `json:"compactions"`    // files rewritten to reclaim space
 	CorruptFiles uint64            `json:"corrupt_files"`  // corrupt files set aside at open
 	NextID       reading.ID        `json:"next_id,string"` // the ID the next Append assigns
@@ -100,10 +102,20 @@ type Stats struct {
 type entry struct {
 	r   reading.Reading
 	enc []byte
+	// journaled: durable in the journal, not yet folded into bbolt.
+	journaled bool
 }
 
 type deadEntry struct {
 	e      *entry
+	reason string
+	// journaled: the dead letter is durable in the journal.
+	journaled bool
+}
+
+// jdead is a dead letter to be written to the journal.
+type jdead struct {
+	id     reading.ID
 	reason string
 }
 
@@ -126,7 +138,7 @@ type Buffer struct {
 	closed     bool
 	nextID     reading.ID
 	idCeil     reading.ID
-	pending    []*entry                // appended, not yet in a commit, ID order
+	pending    []*entry                // appended, not yet in bbolt (maybe journaled), ID order
 	committing []*entry                // being written by the running commit
 	live       map[reading.ID]*entry   // pending + committing, minus acked/dead-lettered
 	inflight   map[reading.ID]struct{} // handed out by Take
@@ -139,9 +151,18 @@ type Buffer struct {
 	committed  int                     // records in the readings bucket
 	dead       int
 	inuse      int64 // bytes of pages in use after the last commit
-	lastFull   bool  // the last commit failed for lack of space
-	failing    bool  // the last commit failed
-	lastPrune  time.Time
+	// The journal (nil in naive mode) and what the next window writes to
+	// it besides new readings: acks and dead letters of durable readings.
+	jr        *journal
+	jAcks     []reading.ID
+	jDeads    []jdead
+	jcount    int  // entries in pending with journaled set
+	resetDue  bool // a fold succeeded: start a new journal epoch
+	windows   int  // journal windows since the last fold
+	lastFold  time.Time
+	lastFull  bool // the last commit failed for lack of space
+	failing   bool // the last commit failed
+	lastPrune time.Time
 	// lastCompact starts at Open, so a restart loop cannot turn into a
 	// compaction loop.
 	lastCompact time.Time
@@ -221,6 +242,10 @@ func Open(o Options) (*Buffer, error) {
 	if op.bad > 0 {
 		log.Warn("undecodable records moved to dead letters", "count", op.bad)
 	}
+	if err := b.recoverJournal(&op); err != nil {
+		closeQuietly(b.db)
+		return nil, fmt.Errorf("open buffer: %w", err)
+	}
 	// IDs go on from the highest of: the reservation, the highest stored
 	// ID, the wall clock in microseconds (so a lost or fresh file does not
 	// restart at 1) and the floor above a file set aside as corrupt.
@@ -234,8 +259,10 @@ func Open(o Options) (*Buffer, error) {
 		closeQuietly(b.db)
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
+	b.lastFold = now
 	log.Info("buffer open", "depth", b.committed, "dead_letters", b.dead, "bytes", b.fileSize(),
-		"commit_interval", o.CommitInterval, "max_size", o.MaxSize, "max_age", o.MaxAge, "when_full", o.WhenFull)
+		"commit_interval", o.CommitInterval, "journal", b.jr != nil,
+		"max_size", o.MaxSize, "max_age", o.MaxAge, "when_full", o.WhenFull)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
@@ -267,10 +294,12 @@ func (b *Buffer) applyLimits() {
 		// Grow in steps of a sixteenth of the bound rather than bbolt's
 		// 16 MiB, so the file stays close to what it holds; bbolt's own
 		// cap then guarantees the file never exceeds MaxSize.
-		step := max(b.o.MaxSize/16/65536*65536, 65536)
+		// The journal takes its share of MaxSize first.
+		limit := b.o.MaxSize - journalSizeFor(b.o)
+		step := max(limit/16/65536*65536, 65536)
 		b.db.AllocSize = int(min(step, 16<<20))
-		b.db.MaxSize = int(b.o.MaxSize)
-		b.soft = b.o.MaxSize*8/10 - int64(b.db.AllocSize)
+		b.db.MaxSize = int(limit)
+		b.soft = limit*8/10 - int64(b.db.AllocSize)
 	}
 }
 
@@ -351,7 +380,12 @@ func (b *Buffer) goneLocked(id reading.ID) bool {
 	return ok
 }
 
+// changesLocked counts what the next commit would write: with a journal,
+// what is not yet in it; without, what is not yet in bbolt.
 func (b *Buffer) changesLocked() int {
+	if b.jr != nil {
+		return len(b.pending) - b.jcount + len(b.jAcks) + len(b.jDeads) + len(b.deadNew)
+	}
 	return len(b.pending) + len(b.toDelete) + len(b.toDead) + len(b.deadNew)
 }
 
@@ -385,6 +419,11 @@ func (b *Buffer) capPending() {
 	for _, e := range gone {
 		delete(b.live, e.r.ID)
 		delete(b.inflight, e.r.ID)
+		if e.journaled {
+			// Recorded like an ack, so a restart does not bring it back.
+			b.jcount--
+			b.jAcks = append(b.jAcks, e.r.ID)
+		}
 	}
 	reason := ReasonWriteError
 	if b.lastFull {
@@ -526,10 +565,17 @@ func (b *Buffer) Ack(ids []reading.ID) error {
 	}
 	for _, id := range ids {
 		delete(b.inflight, id)
+		e := b.live[id]
 		if b.forgetPendingLocked(id) {
+			if e.journaled {
+				b.jAcks = append(b.jAcks, id)
+			}
 			continue
 		}
 		b.toDelete[id] = struct{}{}
+		if b.jr != nil {
+			b.jAcks = append(b.jAcks, id)
+		}
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
@@ -553,6 +599,9 @@ func (b *Buffer) forgetPendingLocked(id reading.ID) bool {
 	for i, p := range b.pending {
 		if p == e {
 			b.pending = append(b.pending[:i], b.pending[i+1:]...)
+			if e.journaled {
+				b.jcount--
+			}
 			return true
 		}
 	}
@@ -580,10 +629,18 @@ func (b *Buffer) DeadLetter(ids []reading.ID, reason string) error {
 		delete(b.inflight, id)
 		e := b.live[id]
 		if e != nil && b.forgetPendingLocked(id) {
-			b.deadNew = append(b.deadNew, deadEntry{e: e, reason: reason})
+			// A journaled reading is made dead by a 'D' record; one
+			// that is not gets an 'X' record with the next window.
+			b.deadNew = append(b.deadNew, deadEntry{e: e, reason: reason, journaled: e.journaled})
+			if e.journaled {
+				b.jDeads = append(b.jDeads, jdead{id, reason})
+			}
 			continue
 		}
 		b.toDead[id] = reason
+		if b.jr != nil {
+			b.jDeads = append(b.jDeads, jdead{id, reason})
+		}
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
@@ -604,12 +661,15 @@ func (b *Buffer) Stats() Stats {
 	for k, v := range b.st.Drops {
 		s.Drops[k] = v
 	}
-	s.Pending = len(b.live)
+	s.Pending = max(len(b.live)-b.jcount, 0)
 	s.Depth = max(b.committed-len(b.toDelete)-len(b.toDead)-len(b.delInTx)-len(b.deadInTx), 0) + len(b.live)
 	s.InFlight = len(b.inflight)
 	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead) + len(b.deadInTx) + b.deadNewTx
 	s.NextID = b.nextID
 	s.Bytes = b.fileSize()
+	if b.jr != nil {
+		s.Bytes += b.jr.size
+	}
 	if !b.closed {
 		_ = b.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketReadings).Cursor()
@@ -684,6 +744,9 @@ func (b *Buffer) Close(ctx context.Context) error {
 	db := b.db
 	b.mu.Unlock()
 	b.drops.flush()
+	if b.jr != nil {
+		_ = b.jr.f.Close()
+	}
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close buffer: %w", err)
 	}
@@ -722,6 +785,59 @@ func (b *Buffer) run(ctx context.Context) {
 func (b *Buffer) commit() error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
+	if b.jr != nil {
+		if !b.foldDue() {
+			err := b.journalWindow()
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, errJournalFull) {
+				b.drops.errorf("journal write failed; committing to the buffer file instead", "err", err)
+			}
+		} else if err := b.fold(); err == nil {
+			return nil
+		} else {
+			// The fold failed (a full disk?): keep the window durable
+			// in the preallocated journal meanwhile, while it has room.
+			_ = b.journalWindow()
+			return err
+		}
+	}
+	return b.fold()
+}
+
+// resetJournal starts a new journal epoch after a fold. A failed reset
+// leaves the journal broken: commits then go to bbolt until one succeeds.
+// Called with commitMu held.
+func (b *Buffer) resetJournal() {
+	b.mu.Lock()
+	due := b.resetDue
+	b.resetDue = false
+	b.mu.Unlock()
+	if b.jr == nil || (!due && !b.jr.broken) {
+		return
+	}
+	if err := b.jr.reset(b.jr.epoch + 1); err != nil {
+		b.drops.errorf("journal reset failed; committing to the buffer file until it works", "err", err)
+	}
+}
+
+// foldDue reports whether the journal's contents should go into bbolt now.
+func (b *Buffer) foldDue() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// With a size bound the fold's batch must fit the headroom above the
+	// point where MaxSize drops start.
+	big := b.o.MaxSize > 0 && b.jr.off-journalHeader > b.o.MaxSize/32
+	return b.closed || b.jr.broken || b.jr.half() || big || b.windows >= foldEvery ||
+		time.Since(b.lastFold) >= foldEvery*b.o.CommitInterval
+}
+
+// fold commits everything not yet in bbolt in one transaction (and, on a
+// full disk with drop-oldest, makes room and retries once), then starts a new
+// journal epoch. Called with commitMu held.
+func (b *Buffer) fold() error {
+	defer b.resetJournal()
 	err := b.commitOnce()
 	if err != nil && isFull(err) && b.o.WhenFull == DropOldest {
 		// Make room by dropping the oldest committed readings in a
@@ -730,7 +846,11 @@ func (b *Buffer) commit() error {
 		b.mu.Lock()
 		n := max(256, len(b.pending))
 		b.mu.Unlock()
-		if n, derr := b.dropOldestCommitted(n); derr == nil && n > 0 {
+		reason := ReasonDiskFull
+		if errors.Is(err, errMaxSize) {
+			reason = ReasonMaxSize // bbolt's cap is MaxSize itself
+		}
+		if n, derr := b.dropOldestCommitted(n, reason); derr == nil && n > 0 {
 			err = b.commitOnce()
 		}
 	}
@@ -743,7 +863,10 @@ func (b *Buffer) commitOnce() error {
 	b.pending = nil
 	b.committing = batch
 	dels, deads, deadNew := b.toDelete, b.toDead, b.deadNew
-	if len(batch) == 0 && len(dels) == 0 && len(deads) == 0 && len(deadNew) == 0 && !b.ageDueLocked() {
+	// A journal with records must be folded even with nothing else to
+	// write: acks in memory have overtaken readings it still holds.
+	journalEmpty := b.jr == nil || b.jr.off == journalHeader
+	if len(batch) == 0 && len(dels) == 0 && len(deads) == 0 && len(deadNew) == 0 && journalEmpty && !b.ageDueLocked() {
 		// Nothing to write: no transaction, so an idle or fully acked
 		// buffer costs the card nothing.
 		b.committing = nil
@@ -751,6 +874,13 @@ func (b *Buffer) commitOnce() error {
 		return nil
 	}
 	b.toDelete, b.toDead, b.deadNew = map[reading.ID]struct{}{}, map[reading.ID]string{}, nil
+	// Whatever the journal was still to record goes into bbolt now.
+	jAcks, jDeads, jcount := b.jAcks, b.jDeads, b.jcount
+	b.jAcks, b.jDeads, b.jcount = nil, nil, 0
+	var jepoch uint64
+	if b.jr != nil {
+		jepoch = b.jr.epoch
+	}
 	// Still gone for Take while the transaction runs.
 	b.delInTx, b.deadInTx, b.deadNewTx = dels, deads, len(deadNew)
 	inuse, soft := b.inuse, b.soft
@@ -765,6 +895,7 @@ func (b *Buffer) commitOnce() error {
 	now := time.Now()
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed, aged, delIDs = 0, 0, 0, 0, 0, nil, nil, nil
+		var freed int64
 		rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
 		// Keys arrive in increasing order: pack leaves full instead of
 		// bbolt's default half-full splits.
@@ -772,7 +903,8 @@ func (b *Buffer) commitOnce() error {
 		db.FillPercent = 0.95
 		for id := range dels {
 			k := idKey(id)
-			if rb.Get(k) != nil {
+			if v := rb.Get(k); v != nil {
+				freed += int64(len(k)+len(v)) + 16
 				if err := rb.Delete(k); err != nil {
 					return err
 				}
@@ -824,7 +956,10 @@ func (b *Buffer) commitOnce() error {
 			ageDrops += len(aged)
 		}
 		if soft > 0 {
-			need := inuse + estimate(toWrite) - soft
+			// Pages freed in this transaction are reused from the
+			// next one on; count them, or a fold that applies a
+			// drain's acks would drop the readings that came with it.
+			need := inuse + estimate(toWrite) - freed - soft
 			if need > 0 && b.o.WhenFull == DropNewest {
 				// Keep the oldest of the batch that fit.
 				all := toWrite
@@ -847,6 +982,11 @@ func (b *Buffer) commitOnce() error {
 				return err
 			}
 			written++
+		}
+		if b.jr != nil {
+			// The journal's epoch is folded: at the next Open it is
+			// ignored, also if resetting it below fails.
+			return tx.Bucket(bucketMeta).Put(keyJEpoch, binary.BigEndian.AppendUint64(nil, jepoch))
 		}
 		return nil
 	})
@@ -891,6 +1031,13 @@ func (b *Buffer) commitOnce() error {
 			b.toDead[id] = r
 		}
 		b.deadNew = append(deadNew, b.deadNew...)
+		b.jAcks, b.jDeads = append(jAcks, b.jAcks...), append(jDeads, b.jDeads...)
+		for _, e := range back {
+			if e.journaled {
+				b.jcount++
+			}
+		}
+		_ = jcount
 		b.capPending()
 		b.drops.errorf("commit failed; will retry", "err", err, "pending", len(b.pending))
 		return fmt.Errorf("commit: %w", err)
@@ -898,6 +1045,10 @@ func (b *Buffer) commitOnce() error {
 	b.failing, b.lastFull = false, false
 	if b.o.MaxAge > 0 {
 		b.lastPrune = now
+	}
+	if b.jr != nil {
+		b.windows, b.lastFold, b.resetDue = 0, now, true
+		b.st.Folds++
 	}
 	for _, e := range batch {
 		if b.live[e.r.ID] == e {
@@ -1009,7 +1160,7 @@ func dropOldest(rb *bolt.Bucket, need int64, limit int) (int, error) {
 }
 
 // dropOldestCommitted frees room on a full disk. Called with commitMu held.
-func (b *Buffer) dropOldestCommitted(limit int) (int, error) {
+func (b *Buffer) dropOldestCommitted(limit int, reason string) (int, error) {
 	var n int
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		var err error
@@ -1021,7 +1172,7 @@ func (b *Buffer) dropOldestCommitted(limit int) (int, error) {
 	}
 	b.mu.Lock()
 	b.committed -= n
-	b.dropped(ReasonDiskFull, n)
+	b.dropped(reason, n)
 	b.mu.Unlock()
 	return n, nil
 }

@@ -18,7 +18,7 @@ func TestCompactionReclaimsSpace(t *testing.T) {
 		rs := mkReadings(i, 1000)
 		mustAppend(t, b, rs)
 		all = append(all, rs...)
-		if err := b.commit(); err != nil {
+		if err := b.foldNow(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -27,7 +27,7 @@ func TestCompactionReclaimsSpace(t *testing.T) {
 	if err := b.Ack(reading.IDs(got)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.commit(); err != nil {
+	if err := b.foldNow(); err != nil {
 		t.Fatal(err)
 	}
 	before := b.fileSize()

@@ -95,3 +95,11 @@ func sameReading(a, b reading.Reading) bool {
 		a.Value == b.Value && a.Unit == b.Unit && a.Time.Equal(b.Time) && a.Mono == b.Mono &&
 		a.BootID == b.BootID && a.Synced == b.Synced
 }
+
+// foldNow writes everything into the bbolt file now, as the commit loop
+// does every foldEvery windows: for tests of what happens in bbolt.
+func (b *Buffer) foldNow() error {
+	b.commitMu.Lock()
+	defer b.commitMu.Unlock()
+	return b.fold()
+}

@@ -38,7 +38,7 @@ func Inspect(path string) (Stats, error) {
 	}
 	defer f.Close()
 	for attempt := 0; attempt < 30; attempt++ {
-		s, txid, err := inspectOnce(f)
+		s, txid, err := inspectOnce(f, path+journalSuffix)
 		if txid == 0 && err != nil {
 			// No valid meta page: bbolt writes one meta page at a
 			// time and leaves the other whole, so this is no race.
@@ -58,8 +58,17 @@ func Inspect(path string) (Stats, error) {
 
 // inspectOnce walks the tree of the newest meta page it finds and returns
 // what it counted with that meta page's transaction id.
-func inspectOnce(f *os.File) (Stats, uint64, error) {
+func inspectOnce(f *os.File, journalPath string) (Stats, uint64, error) {
 	s := Stats{Drops: map[string]uint64{}}
+	// The journal first: a fold between this read and the walk shows as
+	// a folded epoch in the walk, and the journal is then left out.
+	jepoch, jrecs, jerr := readJournal(journalPath)
+	if jerr != nil {
+		return s, 0, jerr
+	}
+	ov := makeOverlay(jrecs)
+	var folded uint64
+	inFile := 0 // journal acks and dead letters that hit a reading in the file
 	fi, err := f.Stat()
 	if err != nil {
 		return s, 0, err
@@ -79,9 +88,14 @@ func inspectOnce(f *os.File) (Stats, uint64, error) {
 		switch {
 		case bucket == string(bucketMeta) && string(k) == string(keyIDCeil) && len(v) == 8:
 			ceil = reading.ID(binary.BigEndian.Uint64(v))
+		case bucket == string(bucketMeta) && string(k) == string(keyJEpoch) && len(v) == 8:
+			folded = binary.BigEndian.Uint64(v)
 		case !ok:
 		case bucket == string(bucketReadings):
 			maxID = max(maxID, id)
+			if ov.acked[id] || ov.deadIDs[id] != "" {
+				inFile++
+			}
 			s.Depth++
 			// Decode only until the oldest readable one: the walk must
 			// be quick to see one transaction on a busy file.
@@ -99,6 +113,20 @@ func inspectOnce(f *os.File) (Stats, uint64, error) {
 		return s, m.txid, err
 	}
 	s.Bytes = fi.Size()
+	if jepoch > folded {
+		// Readings durable in the journal but not yet folded.
+		s.Depth += len(ov.readings) - inFile
+		s.DeadLetters += len(ov.dead) + len(ov.deadIDs)
+		if s.OldestUnsent.IsZero() && len(ov.readings) > 0 {
+			s.OldestUnsent = ov.readings[0].r.Time
+		}
+		for _, r := range jrecs {
+			maxID = max(maxID, r.r.ID, r.id)
+		}
+	}
+	if jfi, err := os.Stat(journalPath); err == nil {
+		s.Bytes += jfi.Size()
+	}
 	s.NextID = max(ceil, maxID+1)
 	return s, m.txid, nil
 }
@@ -135,6 +163,23 @@ func Export(path string, w io.Writer, asJSON bool) error {
 		return fmt.Errorf("export buffer: %w", err)
 	}
 	defer closeQuietly(op.db)
+	// Readings durable in the journal but not yet folded (after a crash,
+	// until the next Open folds them) belong to the file's contents.
+	var folded uint64
+	_ = op.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyJEpoch); len(v) == 8 {
+			folded = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	jepoch, jrecs, err := readJournal(path + journalSuffix)
+	if err != nil {
+		return fmt.Errorf("export buffer: %w", err)
+	}
+	ov := makeOverlay(nil)
+	if jepoch > folded {
+		ov = makeOverlay(jrecs)
+	}
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	write := func(rec ExportRecord) error {
@@ -156,9 +201,21 @@ func Export(path string, w io.Writer, asJSON bool) error {
 		}
 	}
 	err = op.db.View(func(tx *bolt.Tx) error {
+		var deadInFile []ExportRecord
 		err := tx.Bucket(bucketReadings).ForEach(func(k, v []byte) error {
 			id, _ := keyID(k)
+			if ov.acked[id] {
+				return nil
+			}
 			rec := ExportRecord{ID: id, State: "pending"}
+			if reason, ok := ov.deadIDs[id]; ok {
+				if r, err := decodeRecord(v); err == nil {
+					rec.State, rec.Reason = "dead", reason
+					fillExport(&rec, r)
+					deadInFile = append(deadInFile, rec)
+				}
+				return nil
+			}
 			if r, err := decodeRecord(v); err != nil {
 				rec.RawHex, rec.DecodeError = hex.EncodeToString(v), err.Error()
 			} else {
@@ -168,6 +225,25 @@ func Export(path string, w io.Writer, asJSON bool) error {
 		})
 		if err != nil {
 			return err
+		}
+		for _, r := range ov.readings {
+			rec := ExportRecord{ID: r.r.ID, State: "pending"}
+			fillExport(&rec, r.r)
+			if err := write(rec); err != nil {
+				return err
+			}
+		}
+		for _, rec := range deadInFile {
+			if err := write(rec); err != nil {
+				return err
+			}
+		}
+		for _, r := range ov.dead {
+			rec := ExportRecord{ID: r.r.ID, State: "dead", Reason: r.reason}
+			fillExport(&rec, r.r)
+			if err := write(rec); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
 			id, _ := keyID(k)

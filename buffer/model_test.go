@@ -60,7 +60,7 @@ func TestConcurrentModel(t *testing.T) {
 		mu.Lock()
 		for _, r := range rs {
 			v, ok := appended[r.ID]
-			if !ok && r.ID != 0 {
+			for wait := 0; !ok && r.ID != 0 && wait < 2000; wait++ {
 				// Appended but the appender has not recorded it yet.
 				mu.Unlock()
 				time.Sleep(time.Millisecond)
