@@ -829,7 +829,10 @@ func (b *Buffer) foldDue() bool {
 	// With a size bound the fold's batch must fit the headroom above the
 	// point where MaxSize drops start.
 	big := b.o.MaxSize > 0 && b.jr.off-journalHeader > b.o.MaxSize/32
-	return b.closed || b.jr.broken || b.jr.half() || big || b.windows >= foldEvery ||
+	// Acked readings stay in bbolt until a fold, and Take steps over them:
+	// a drain folds every CommitSize acks, as it committed before.
+	acked := len(b.toDelete)+len(b.toDead) >= b.o.CommitSize
+	return b.closed || b.jr.broken || b.jr.half() || big || acked || b.windows >= foldEvery ||
 		time.Since(b.lastFold) >= foldEvery*b.o.CommitInterval
 }
 
