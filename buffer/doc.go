@@ -12,11 +12,13 @@
 // accept. Close(ctx) commits what is pending and closes the file.
 //
 // Writes are group-committed: appends, acks and dead letters collect in
-// memory and go to the file in one transaction every CommitInterval, or
-// sooner when CommitSize changes are pending. A power cut loses at most that
-// window. Take hands readings out at once, committed or not, and a reading
-// acked before its commit is never written at all, so while the link is up
-// the SD card sees almost no writes.
+// memory and become durable together every CommitInterval, or sooner when
+// CommitSize changes are pending, as one append to a small preallocated
+// journal beside the bbolt file (one 4 KiB page of the card); every few
+// minutes the journal is folded into bbolt in one transaction. A power cut
+// loses at most that window. Take hands readings out at once, committed or
+// not, and a reading acked before its commit is never written at all, so
+// while the link is up the SD card sees almost no writes.
 //
 // Delivery is at least once. A reading leaves only by Ack or DeadLetter; its
 // ID is unique, increases in append order, goes out with the reading and is
