@@ -740,7 +740,7 @@ func (b *Buffer) Close(ctx context.Context) error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
 	b.mu.Lock()
-	left := len(b.pending)
+	left := len(b.pending) - b.jcount // journaled ones are durable: the next Open folds them
 	db := b.db
 	b.mu.Unlock()
 	b.drops.flush()
