@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,9 +13,13 @@ import (
 	"gatewayd/internal/reading"
 )
 
-// quietLog keeps test output readable; set BUFFER_TEST_LOG=1 to see it.
+// testLogger keeps test output readable; set BUFFER_TEST_LOG=1 to see the
+// buffer's log on stderr.
 func testLogger(tb testing.TB) *slog.Logger {
 	tb.Helper()
+	if os.Getenv("BUFFER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
