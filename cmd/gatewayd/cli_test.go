@@ -142,7 +142,7 @@ listen = ""
 `, m.Addr, ca.File, ccert, ckey)), 0o600)
 	start := time.Now()
 	d := startDaemon(t, cfg)
-	waitFor(t, 15*time.Second, "3 readings at the broker", func() bool {
+	waitFor(t, 40*time.Second, "3 readings at the broker", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) >= 3

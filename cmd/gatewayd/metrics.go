@@ -32,7 +32,7 @@ func (p *pipeline) collect(w *health.MetricWriter) {
 		for reason, n := range st.Drops {
 			w.Counter("gatewayd_buffer_drops_total", "Readings dropped by the buffer's bounds, by reason.", float64(n), "reason", reason)
 		}
-		w.Counter("gatewayd_buffer_commits_total", "Write transactions to the buffer file.", float64(st.Commits))
+		w.Counter("gatewayd_buffer_commits_total", "Durable commits: journal windows and folds into the buffer file.", float64(st.Commits))
 	}
 	if p.up != nil {
 		st := p.up.Stats()
