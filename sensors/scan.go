@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
+
+	"gatewayd/sensors/sht"
 )
 
 // Found is one device Scan saw.
@@ -32,7 +34,7 @@ func crcWords(c *i2c.Dev, w []byte, n int) ([]uint16, bool) {
 	}
 	out := make([]uint16, n)
 	for i := range out {
-		if crc8(r[3*i:3*i+2]) != r[3*i+2] {
+		if sht.CRC8(r[3*i:3*i+2]) != r[3*i+2] {
 			return nil, false
 		}
 		out[i] = uint16(r[3*i])<<8 | uint16(r[3*i+1])
@@ -100,7 +102,7 @@ var probes = []probe{
 		}
 		time.Sleep(time.Millisecond)
 		r := make([]byte, 6)
-		if c.Tx(nil, r) != nil || crc8(r[:2]) != r[2] || crc8(r[3:5]) != r[5] {
+		if c.Tx(nil, r) != nil || sht.CRC8(r[:2]) != r[2] || sht.CRC8(r[3:5]) != r[5] {
 			return "", "", "", false
 		}
 		return "SHT4x", "sht4x", fmt.Sprintf("serial %02x%02x%02x%02x", r[0], r[1], r[3], r[4]), true

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
+
+	"gatewayd/sensors/sht"
 	"periph.io/x/devices/v3/scd4x"
 
 	"gatewayd/sensors/emul"
@@ -62,7 +64,7 @@ func (x *scdDev) read(_ context.Context, v []float64) error {
 	if err := x.c.Tx([]byte{0xE4, 0xB8}, r); err != nil {
 		return fmt.Errorf("get data ready: %w", err)
 	}
-	if crc8(r[:2]) != r[2] {
+	if sht.CRC8(r[:2]) != r[2] {
 		return errors.New("get data ready: invalid crc")
 	}
 	if (uint16(r[0])<<8|uint16(r[1]))&0x07FF == 0 {
@@ -82,19 +84,3 @@ func (x *scdDev) read(_ context.Context, v []float64) error {
 // sleep, a failed chip would not hear it, and the next open stops and
 // restarts it anyway.
 func (x *scdDev) close() error { return nil }
-
-// crc8 is Sensirion's CRC-8 (polynomial 0x31, init 0xFF).
-func crc8(b []byte) byte {
-	crc := byte(0xFF)
-	for _, v := range b {
-		crc ^= v
-		for range 8 {
-			if crc&0x80 != 0 {
-				crc = crc<<1 ^ 0x31
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}

@@ -528,30 +528,38 @@ func distinctProps(rs []reading.Reading) bool {
 	return true
 }
 
-// pack encodes readings into messages no larger than MaxMessageBytes.
+// pack encodes readings into Alink messages no larger than MaxMessageBytes.
 func (c *Client) pack(k kind, rs []reading.Reading) []*outMsg {
+	return c.fitting(rs, func(rs []reading.Reading) *outMsg {
+		id := c.newID()
+		return &outMsg{
+			kind: k, key: id, payload: encodeAlink(k, id, c.o.ProductKey, c.o.DeviceName, rs), ids: reading.IDs(rs), rs: rs,
+			topic: sysTopic(c.o.ProductKey, c.o.DeviceName, k.topicSuffix()),
+		}
+	})
+}
+
+// fitting builds one message of rs, halving rs until every message fits
+// MaxMessageBytes; a single reading that cannot fit is dead-lettered.
+func (c *Client) fitting(rs []reading.Reading, build func([]reading.Reading) *outMsg) []*outMsg {
 	if len(rs) == 0 {
 		return nil
 	}
-	id := c.newID()
-	b := encodeAlink(k, id, c.o.ProductKey, c.o.DeviceName, rs)
-	if len(b) > c.o.MaxMessageBytes {
-		if len(rs) == 1 {
-			reason := fmt.Sprintf("a single reading encodes to %d bytes, over the %d byte message limit", len(b), c.o.MaxMessageBytes)
-			if err := c.src.DeadLetter(reading.IDs(rs), reason); err != nil {
-				c.src.Release(reading.IDs(rs))
-			} else {
-				c.stats.update(func(s *Stats) { s.DeadLettered++ })
-			}
-			return nil
-		}
-		h := len(rs) / 2
-		return append(c.pack(k, rs[:h]), c.pack(k, rs[h:])...)
+	m := build(rs)
+	if len(m.payload) <= c.o.MaxMessageBytes {
+		return []*outMsg{m}
 	}
-	return []*outMsg{{
-		kind: k, key: id, payload: b, ids: reading.IDs(rs), rs: rs,
-		topic: sysTopic(c.o.ProductKey, c.o.DeviceName, k.topicSuffix()),
-	}}
+	if len(rs) == 1 {
+		reason := fmt.Sprintf("a single reading encodes to %d bytes, over the %d byte message limit", len(m.payload), c.o.MaxMessageBytes)
+		if err := c.src.DeadLetter(reading.IDs(rs), reason); err != nil {
+			c.src.Release(reading.IDs(rs))
+		} else {
+			c.stats.update(func(s *Stats) { s.DeadLettered++ })
+		}
+		return nil
+	}
+	h := len(rs) / 2
+	return append(c.fitting(rs[:h], build), c.fitting(rs[h:], build)...)
 }
 
 // packMQTT groups readings by their expanded topic (in order of first
@@ -574,21 +582,9 @@ func (c *Client) packMQTT(rs []reading.Reading) []*outMsg {
 }
 
 func (c *Client) packTopic(topic string, rs []reading.Reading) []*outMsg {
-	b := encodeMQTT(c.o.DeviceName, rs)
-	if len(b) > c.o.MaxMessageBytes {
-		if len(rs) == 1 {
-			reason := fmt.Sprintf("a single reading encodes to %d bytes, over the %d byte message limit", len(b), c.o.MaxMessageBytes)
-			if err := c.src.DeadLetter(reading.IDs(rs), reason); err != nil {
-				c.src.Release(reading.IDs(rs))
-			} else {
-				c.stats.update(func(s *Stats) { s.DeadLettered++ })
-			}
-			return nil
-		}
-		h := len(rs) / 2
-		return append(c.packTopic(topic, rs[:h]), c.packTopic(topic, rs[h:])...)
-	}
-	return []*outMsg{{kind: kindMQTT, key: "m" + c.newID(), topic: topic, payload: b, ids: reading.IDs(rs), rs: rs}}
+	return c.fitting(rs, func(rs []reading.Reading) *outMsg {
+		return &outMsg{kind: kindMQTT, key: "m" + c.newID(), topic: topic, payload: encodeMQTT(c.o.DeviceName, rs), ids: reading.IDs(rs), rs: rs}
+	})
 }
 
 // maybeNTP asks the platform for its time: at connect, again every 30s
