@@ -144,6 +144,10 @@ func (c *Client) waitToken(ctx context.Context, tok mqtt.Token, timeout time.Dur
 
 // backoff is the capped exponential backoff with full jitter: a fleet of
 // boards must not reconnect in lockstep after a platform outage.
+// lostFailures is where the backoff starts after a lost connection: the
+// window of the first retry is BackoffMin<<(lostFailures-1).
+const lostFailures = 3
+
 func (c *Client) backoff(failures int) time.Duration {
 	ceil := c.o.BackoffMax
 	if failures < 30 {
@@ -215,7 +219,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		cl.Disconnect(0)
 		c.stats.update(func(s *Stats) { s.LastErr = err.Error() })
-		failures = 1
+		// A lost link is often lost by the whole fleet at once (the broker
+		// restarted): spread the first retry over 4 floors (4 s by default)
+		// instead of one, so 500 boards do not all knock within a second.
+		failures = lostFailures
 		d := c.backoff(failures)
 		if ok, n := c.gate.allow("lost", c.o.Now()); ok {
 			c.log.Warn("disconnected", "err", err, "retry_in", d.Round(time.Millisecond), "suppressed", n)
