@@ -129,7 +129,8 @@ func (h *harness) startInproc(synced bool) (*inproc, error) {
 			Address: 0x76, Interval: h.sz.SampleEvery,
 			Properties: map[string]string{"temperature": pr[0], "humidity": pr[1], "pressure": pr[2]}})
 	}
-	p.set, err = sensors.New(specs, sensors.Options{Logger: log, Stamp: p.clk.Stamp, BackoffMin: 500 * time.Millisecond,
+	// Sensor backoff at its defaults (1 s … 2 min), as cmd/gatewayd runs it.
+	p.set, err = sensors.New(specs, sensors.Options{Logger: log, Stamp: p.clk.Stamp,
 		OpenBus: func(name string) (i2c.Bus, error) {
 			if b, ok := p.buses.Load(name); ok {
 				return b.(*emul.Bus), nil

@@ -230,8 +230,10 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
+// goBuild builds like `make build` does (stripped), so the binary measured
+// is the one shipped.
 func (h *harness) goBuild(pkg, out string) error {
-	cmd := exec.CommandContext(h.ctx, "go", "build", "-trimpath", "-o", out, pkg)
+	cmd := exec.CommandContext(h.ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
 	cmd.Dir = h.root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w: %s", pkg, err, b)
