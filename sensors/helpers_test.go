@@ -50,6 +50,7 @@ func fastOpts(b i2c.Bus) Options {
 		BackoffMin: 5 * time.Millisecond,
 		BackoffMax: 40 * time.Millisecond,
 		LogEvery:   time.Hour,
+		BeatEvery:  50 * time.Millisecond,
 	}
 }
 

@@ -75,6 +75,9 @@ func New(specs []Spec, o Options) (*Set, error) {
 	if o.LogEvery <= 0 {
 		o.LogEvery = time.Minute
 	}
+	if o.BeatEvery <= 0 {
+		o.BeatEvery = 5 * time.Second
+	}
 	if o.HangAfter <= 0 {
 		o.HangAfter = time.Minute
 	}
@@ -188,9 +191,9 @@ func (s *Set) Run(ctx context.Context, sink reading.Sink) error {
 	return nil
 }
 
-// beat calls Options.Beat twice a second while no loop is hung in a driver.
+// beat calls Options.Beat every BeatEvery while no loop is hung in a driver.
 func (s *Set) beat(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(s.opts.BeatEvery)
 	defer t.Stop()
 	warned := false
 	for {

@@ -85,6 +85,10 @@ type Options struct {
 	// HangAfter is how long one chip access may take before Beat stops
 	// being called; 0 = 1 min.
 	HangAfter time.Duration
+	// BeatEvery is how often Beat is called while alive; 0 = 5 s. Each
+	// wake-up costs CPU on an otherwise idle board, so keep it well inside
+	// the watchdog's bound rather than as short as possible.
+	BeatEvery time.Duration
 }
 
 // SpecError is a configuration mistake in one Spec.

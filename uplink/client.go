@@ -108,7 +108,7 @@ func (c *Client) beat() {
 func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(c.o.BeatEvery)
 	defer tick.Stop()
 	for {
 		c.beat()
@@ -126,7 +126,7 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
 func (c *Client) waitToken(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(c.o.BeatEvery)
 	defer tick.Stop()
 	for {
 		c.beat()

@@ -88,7 +88,8 @@ func simOptions(s *sim, log *slog.Logger) uplink.Options {
 		Keepalive: 30 * time.Second, MaxMessagesPerSecond: 500,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
 		ReplyTimeout: 2 * time.Second, ConnectTimeout: 3 * time.Second,
-		Logger: log,
+		BeatEvery: 200 * time.Millisecond,
+		Logger:    log,
 	}
 }
 

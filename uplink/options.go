@@ -36,6 +36,7 @@ const (
 	DefaultMaxMessageBytes      = 64 << 10
 	DefaultNTPInterval          = time.Hour
 	DefaultShutdownGrace        = 2 * time.Second
+	DefaultBeatEvery            = 5 * time.Second
 )
 
 // platformPacketLimit is the size above which the platform silently drops a
@@ -122,6 +123,9 @@ type Options struct {
 	MaxReadingsPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
 	MaxMessageBytes   int           // 0 = 64 KiB; at most 128 KiB (the platform drops > 256 KB)
 	NTPInterval       time.Duration // 0 = 1h; only with OnServerTime
+	// BeatEvery is how often Beat is called while the loop is alive; 0 =
+	// 5 s. Each wake-up costs CPU on an otherwise idle board.
+	BeatEvery time.Duration
 	// ShutdownGrace is how long a stopping Run still waits for the answers
 	// to messages in flight (nothing new is sent). 0 = 2s; negative = none.
 	ShutdownGrace time.Duration
@@ -163,6 +167,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.HistoryAge, DefaultHistoryAge)
 	def(&c.NTPInterval, DefaultNTPInterval)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	def(&c.BeatEvery, DefaultBeatEvery)
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}

@@ -156,7 +156,7 @@ func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, p
 	}
 	grace := time.NewTimer(c.o.ShutdownGrace)
 	defer grace.Stop()
-	beat := time.NewTicker(250 * time.Millisecond)
+	beat := time.NewTicker(min(c.o.BeatEvery, c.o.ShutdownGrace))
 	defer beat.Stop()
 	for len(st.pending) > 0 {
 		select {
@@ -176,7 +176,7 @@ func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, p
 }
 
 func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
-	d := 500 * time.Millisecond // the watchdog beat
+	d := c.o.BeatEvery // the watchdog beat
 	at := func(t time.Time) {
 		if w := t.Sub(now); w < d {
 			d = w
@@ -393,6 +393,10 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 	}
 }
 
+// idleBacklogCheck is how often an idle client looks for readings that
+// became backlog without a notification (e.g. released after a timeout).
+const idleBacklogCheck = 5 * time.Second
+
 // nextMessage returns the next message to publish, or nil.
 func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
 	if len(st.live) == 0 && (st.liveDirty || !now.Before(st.liveCheck)) && !now.Before(st.liveHold) {
@@ -413,8 +417,10 @@ func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
 	if len(st.backlog) == 0 && !now.Before(st.backHold) {
 		st.backlog = c.build(st, now, false)
 		if len(st.backlog) == 0 {
-			// Nothing old: look again in a while; live data has its own path.
-			st.backHold = now.Add(200 * time.Millisecond)
+			// Nothing old: look again in a while; live data has its own
+			// path, and an append or a release looks again at once. Every
+			// look is a wake-up and a read transaction on an idle board.
+			st.backHold = now.Add(idleBacklogCheck)
 		}
 	}
 	if len(st.backlog) > 0 {
