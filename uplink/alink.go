@@ -198,10 +198,11 @@ func encodeMQTTReading(b []byte, device string, r *reading.Reading) []byte {
 	return append(b, '}')
 }
 
-// encodeMQTT renders readings for a plain broker: one reading (live data)
-// as a JSON object, several (a backlog catching up, up to 200 sharing a
-// topic) as a JSON array of such objects — batching is what makes a
-// catch-up many times faster than one message per reading.
+// encodeMQTT renders readings for a plain broker: one reading as a JSON
+// object, several sharing a topic (a sensor's measurements taken together,
+// or a backlog catching up, up to 200) as a JSON array of such objects —
+// batching is what makes a catch-up many times faster than one message per
+// reading.
 func encodeMQTT(device string, rs []reading.Reading) []byte {
 	b := make([]byte, 0, 16+len(rs)*240)
 	if len(rs) == 1 {

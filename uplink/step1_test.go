@@ -130,25 +130,31 @@ func TestMQTTThroughMosquittoTLS(t *testing.T) {
 	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
 		t.Fatalf("not all acked: %+v\n%s", c.Stats(), m.Log())
 	}
-	if !testutil.Eventually(5*time.Second, func() bool { return len(sub.messages()) >= len(rs) }) {
-		t.Fatalf("subscriber got %d messages", len(sub.messages()))
+	byID := map[uint64]map[string]any{}
+	decode := func() {
+		for _, msg := range sub.messages() {
+			if msg.Topic() != "sensors/"+dn+"/air" {
+				t.Errorf("topic %q", msg.Topic())
+			}
+			// One message per topic: an object for a reading alone, an
+			// array for the readings that share the topic.
+			var ps []map[string]any
+			if err := json.Unmarshal(msg.Payload(), &ps); err != nil {
+				var p map[string]any
+				if err := json.Unmarshal(msg.Payload(), &p); err != nil {
+					t.Fatalf("payload %s: %v", msg.Payload(), err)
+				}
+				ps = []map[string]any{p}
+			}
+			for _, p := range ps {
+				byID[uint64(p["id"].(float64))] = p
+			}
+		}
+	}
+	if !testutil.Eventually(5*time.Second, func() bool { decode(); return len(byID) >= len(rs) }) {
+		t.Fatalf("subscriber got %d readings", len(byID))
 	}
 	stop()
-	byID := map[uint64]map[string]any{}
-	for _, msg := range sub.messages() {
-		if msg.Topic() != "sensors/"+dn+"/air" {
-			t.Errorf("topic %q", msg.Topic())
-		}
-		// Live readings: one JSON object per message.
-		var p map[string]any
-		if err := json.Unmarshal(msg.Payload(), &p); err != nil {
-			t.Fatalf("payload %s: %v", msg.Payload(), err)
-		}
-		ps := []map[string]any{p}
-		for _, p := range ps {
-			byID[uint64(p["id"].(float64))] = p
-		}
-	}
 	for _, r := range rs {
 		p := byID[uint64(r.ID)]
 		if p == nil || p["value"] != r.Value || int64(p["time_ms"].(float64)) != r.Time.UnixMilli() || p["property"] != r.Property {
