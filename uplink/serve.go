@@ -394,8 +394,12 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 }
 
 // idleBacklogCheck is how often an idle client looks for readings that
-// became backlog without a notification (e.g. released after a timeout).
-const idleBacklogCheck = 5 * time.Second
+// became backlog without a notification (e.g. released after a timeout);
+// busyBacklogCheck is the same while messages are in flight.
+const (
+	idleBacklogCheck = 5 * time.Second
+	busyBacklogCheck = 200 * time.Millisecond
+)
 
 // nextMessage returns the next message to publish, or nil.
 func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
@@ -420,7 +424,13 @@ func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
 			// Nothing old: look again in a while; live data has its own
 			// path, and an append or a release looks again at once. Every
 			// look is a wake-up and a read transaction on an idle board.
-			st.backHold = now.Add(idleBacklogCheck)
+			hold := idleBacklogCheck
+			if len(st.pending) > 0 {
+				// Mid-drain, everything left may just be in flight: look
+				// again soon, or a catch-up stalls between windows.
+				hold = busyBacklogCheck
+			}
+			st.backHold = now.Add(hold)
 		}
 	}
 	if len(st.backlog) > 0 {
