@@ -11,7 +11,7 @@ pk=a1demoPK001 dn=greenhouse-7 secret=demo-secret-not-for-production
 
 bin/iotsim --tls "127.0.0.1:$port" --tcp "" --certs .demo --device "$pk:$dn:$secret" &
 sim=$!
-trap 'kill -TERM $sim 2>/dev/null; wait $sim 2>/dev/null || true; echo "demo stopped"' EXIT
+trap 'kill -TERM $sim 2>/dev/null || true; wait $sim 2>/dev/null || true; echo "demo stopped"' EXIT
 # Ctrl-C reaches gatewayd (the foreground job) by itself; this shell only
 # waits for it to finish draining, then stops iotsim.
 trap ':' INT TERM
