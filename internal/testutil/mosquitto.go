@@ -116,6 +116,9 @@ func StartMosquitto(tb testing.TB, o MosquittoOpts) *Mosquitto {
 func (m *Mosquitto) start(tb testing.TB, bin string) {
 	tb.Helper()
 	cmd := exec.Command(bin, "-c", m.conf)
+	// If the test binary dies (a timeout panic skips the cleanups), the
+	// broker must not outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log
 	if err := cmd.Start(); err != nil {
