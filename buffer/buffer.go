@@ -356,11 +356,7 @@ func (b *Buffer) Append(ctx context.Context, rs []reading.Reading) error {
 	case b.notify <- struct{}{}:
 	default:
 	}
-	if b.naive {
-		b.commit()
-	} else if n >= b.o.CommitSize {
-		b.kickCommit()
-	}
+	b.changed(n)
 	return nil
 }
 
@@ -585,11 +581,7 @@ func (b *Buffer) Ack(ids []reading.ID) error {
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
-	if b.naive {
-		b.commit()
-	} else if n >= b.o.CommitSize {
-		b.kickCommit()
-	}
+	b.changed(n)
 	return nil
 }
 
@@ -650,11 +642,7 @@ func (b *Buffer) DeadLetter(ids []reading.ID, reason string) error {
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
-	if b.naive {
-		b.commit()
-	} else if n >= b.o.CommitSize {
-		b.kickCommit()
-	}
+	b.changed(n)
 	return nil
 }
 
@@ -765,6 +753,17 @@ func (b *Buffer) Close(ctx context.Context) error {
 
 // run is the commit loop: it commits every CommitInterval, early on the size
 // trigger, and in the naive mode retries commits that failed.
+// changed is called after Append, Ack or DeadLetter left n changes waiting:
+// the naive mode commits each at once, group commit only when the size
+// trigger is reached (the ticker does the rest).
+func (b *Buffer) changed(n int) {
+	if b.naive {
+		b.commit()
+	} else if n >= b.o.CommitSize {
+		b.kickCommit()
+	}
+}
+
 func (b *Buffer) run(ctx context.Context) {
 	defer b.wg.Done()
 	every := b.o.CommitInterval

@@ -13,15 +13,7 @@ cd "$(dirname "$0")/../.."
 dist=${1:-dist}
 : "${E2E_TIMEOUT:=90}" # seconds for the first reading to arrive (qemu is slow)
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch # $tmp, and $pids killed on exit
 
 sim=$dist/iotsim-native
 notify=$dist/.tools/notifylisten

@@ -145,3 +145,17 @@ unit_syscalls() {
 	for sc in execve exit exit_group getrlimit rt_sigreturn sigreturn; do allowed[$sc]=1; done
 	printf '%s\n' "${!allowed[@]}"
 }
+
+# scratch makes a temp dir ($tmp) and kills every pid a script appends to
+# $pids, then removes $tmp, when the script exits.
+scratch() {
+	tmp=$(mktemp -d)
+	pids=()
+	trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$tmp"
+}

@@ -22,15 +22,7 @@ command -v strace >/dev/null || { fail "syscalls: strace not available"; finish 
 bin=$dist/gatewayd-linux-amd64 sim=$dist/iotsim-native notify=$dist/.tools/notifylisten
 for f in "$bin" "$sim" "$notify"; do [ -x "$f" ] || { fail "syscalls: $f not built"; finish syscalls; }; done
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch # $tmp, and $pids killed on exit
 
 declare -A allowed
 while read -r sc; do allowed[$sc]=1; done < <(unit_syscalls deploy/systemd/gatewayd.service)
