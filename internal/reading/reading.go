@@ -122,7 +122,9 @@ type Source interface {
 	// Notify returns a channel that receives a value after samples were
 	// appended (coalesced: one value may stand for many appends).
 	Notify() <-chan struct{}
-	// Ack deletes values (or whole samples) the platform acknowledged.
+	// Ack deletes values (or whole samples) the platform acknowledged. The
+	// uplink calls it once per acknowledged platform message, so the buffer
+	// can count messages per reading.
 	Ack(refs []Ref) error
 	// Release makes in-flight samples available to Take again (the send
 	// failed or timed out; their remaining values will be retried).
