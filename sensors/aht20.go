@@ -13,11 +13,12 @@ import (
 // AHT20 through periph's aht20 (fixed address 0x38). A power-on reset
 // clears the chip's calibration bit; the driver then reports
 // NotInitializedError and the re-init calibrates it again. Ranges: datasheet
-// table 1 (−40..85 °C, 0..100 %RH).
+// table 1 (−40..85 °C, 0..100 %RH). Resolution: datasheet 0.01 °C and
+// 0.024 %RH (20-bit words); humidity is kept at 0.01 %RH.
 func init() {
 	register(&driver{
 		name: "aht20", chip: "Aosong AHT20",
-		meas:    []measurement{{"temperature", "°C", -40, 85}, {"humidity", "%RH", 0, 100}},
+		meas:    []measurement{{"temperature", "°C", -40, 85, 0.01}, {"humidity", "%RH", 0, 100, 0.01}},
 		addrs:   []uint16{0x38},
 		options: map[string]option{},
 		open: func(b i2c.Bus, _ uint16, _ map[string]string) (device, error) {

@@ -32,8 +32,8 @@ func TestBME280Range(t *testing.T) {
 			if len(res) != 1 || res[0].Err != nil {
 				t.Fatalf("ReadOnce: %+v", res)
 			}
-			got := map[string]reading.Reading{}
-			for _, r := range res[0].Readings {
+			got := map[string]reading.Value{}
+			for _, r := range res[0].Sample.Values {
 				got[r.Measurement] = r
 			}
 			for _, w := range []struct {
@@ -95,10 +95,18 @@ func TestRunTwoChipsOneBus(t *testing.T) {
 			t.Fatalf("bad reading %+v", r)
 		}
 	}
-	// Readings of one sample share its stamp.
-	air := k.of("air")
-	if air[0].Time != air[1].Time {
-		t.Errorf("one sample, two stamps: %v %v", air[0].Time, air[1].Time)
+	// One read is one sample: one stamp, one ID, its measurements in the
+	// driver's order, each at the chip's resolution.
+	for _, smp := range k.samples("air") {
+		if len(smp.Values) != 2 || smp.Values[0].Measurement != "temperature" || smp.Values[1].Measurement != "pressure" {
+			t.Fatalf("sample %+v: want temperature and pressure", smp)
+		}
+		if smp.Values[0].Resolution != 0.01 || smp.Values[1].Resolution != 0.01 {
+			t.Fatalf("resolutions %+v: want the BME280's 0.01 °C and 0.01 hPa", smp.Values)
+		}
+	}
+	if air := k.samples("air"); air[0].Time == air[1].Time || air[0].ID == air[1].ID {
+		t.Errorf("two samples, one stamp or ID: %+v %+v", air[0], air[1])
 	}
 	for _, r := range k.of("box") {
 		if r.Property != "box_"+r.Measurement {

@@ -1,12 +1,15 @@
 // Package sensors is gatewayd's sensor layer: it turns configured chips into
-// stamped readings handed to a reading.Sink.
+// stamped samples handed to a reading.Sink. One read of one chip is one
+// reading.Sample: the sensor, one stamp and its measurements, each value
+// carrying the resolution it is kept and sent at (the chip's by default,
+// "<measurement>_resolution" in the options to override; see README.md).
 //
 // A Set is built from Specs (one per configured sensor). Run starts one
 // sampling loop per sensor; each loop reads its chip through the chip's
 // driver — periph.io's own drivers where periph has one (bmxx80, aht20,
 // scd4x, hdc302x, mcp9808, tmp102), ours in sensors/sht for the Sensirion
 // SHT3x/SHT4x, the kernel's 1-Wire sysfs (sensors/w1) for the DS18B20 —
-// stamps the values the moment the chip answered, and appends them.
+// stamps the sample the moment the chip answered, and appends it.
 //
 // Field failures are part of the design, not exceptions: a chip that stops
 // answering is counted, logged at a limited rate, closed and re-initialised
@@ -21,7 +24,7 @@
 // chips (sensors/emul) on an in-memory bus, so the real drivers run without
 // hardware: the demo, `gatewayd scan/read` and the tests use it.
 //
-// What this package must never do: import buffer/ or uplink/ (readings leave
+// What this package must never do: import buffer/ or uplink/ (samples leave
 // only through reading.Sink), own a bus it did not open (drivers take an
 // i2c.Bus; Close closes only what the Set opened), exit or panic, or let one
 // sensor's failure stop another sensor's loop.

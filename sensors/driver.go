@@ -3,7 +3,9 @@ package sensors
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,11 +16,39 @@ import (
 )
 
 // measurement is one quantity a driver reports, with the chip's physical
-// range: a value outside it cannot come from a working chip and is rejected.
+// range (a value outside it cannot come from a working chip and is
+// rejected) and the resolution its values are kept and sent at by default:
+// the chip's own step where it is a binary one (0.0625 °C), else the
+// decimal step at or above the conversion step and well inside the
+// accuracy (0.01 °C), from the datasheet named in the driver's file.
 type measurement struct {
 	name     string
 	unit     string
 	min, max float64
+	res      float64
+}
+
+// resolutionSuffix makes the option that overrides a measurement's
+// resolution: "pressure_resolution" = "0.1" sends pressure at 0.1 hPa.
+const resolutionSuffix = "_resolution"
+
+// maxResolution bounds a configured resolution: coarser than this is a typo.
+const maxResolution = 1000
+
+// parseResolution reads a resolution option: a step in the measurement's
+// unit ("0.1", "0.05", "1"), or "0" or "full" for full precision.
+func parseResolution(v string) (float64, error) {
+	if v == "full" {
+		return 0, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(r) || math.IsInf(r, 0) {
+		return 0, fmt.Errorf("%q is not a step like 0.1 or 0.01 (or \"full\" for full precision)", v)
+	}
+	if r != 0 && (r < 1e-6 || r > maxResolution) {
+		return 0, fmt.Errorf("%g is outside 0.000001..%d (0 or \"full\": full precision)", r, maxResolution)
+	}
+	return r, nil
 }
 
 // device is an opened chip.
@@ -49,6 +79,9 @@ type driver struct {
 	checkOpts func(opts map[string]string) (string, error)
 	// off lists the measurements the options switch off (never sent).
 	off func(opts map[string]string) []string
+	// res returns measurement i's default resolution under the options;
+	// nil: meas[i].res.
+	res func(opts map[string]string, i int) float64
 	// openW1 opens a 1-Wire sensor (oneWire drivers only).
 	openW1 func(s *Set, sp Spec) (device, error)
 	open   func(b i2c.Bus, addr uint16, opts map[string]string) (device, error)
@@ -74,15 +107,29 @@ func (d *driver) measList() string {
 }
 
 func (d *driver) optionList() string {
-	if len(d.options) == 0 {
-		return "none"
-	}
-	s := make([]string, 0, len(d.options))
+	s := make([]string, 0, len(d.options)+len(d.meas))
 	for k := range d.options {
 		s = append(s, k)
 	}
+	for _, m := range d.meas {
+		s = append(s, m.name+resolutionSuffix)
+	}
 	sort.Strings(s)
 	return strings.Join(s, ", ")
+}
+
+// resolution returns the resolution measurement i is kept and sent at: the
+// "<measurement>_resolution" option if set, else the chip's under opts.
+func (d *driver) resolution(opts map[string]string, i int) float64 {
+	if v, ok := opts[d.meas[i].name+resolutionSuffix]; ok {
+		if r, err := parseResolution(v); err == nil {
+			return r
+		}
+	}
+	if d.res != nil {
+		return d.res(opts, i)
+	}
+	return d.meas[i].res
 }
 
 // opt returns the option's value or its default.

@@ -99,12 +99,12 @@ func TestDriversAgainstEmulators(t *testing.T) {
 				if res.Err != nil {
 					t.Fatalf("%v: %v", p, res.Err)
 				}
-				if len(res.Readings) != len(p) {
-					t.Fatalf("%v: got %d readings, want %d", p, len(res.Readings), len(p))
+				if len(res.Sample.Values) != len(p) {
+					t.Fatalf("%v: got %d values, want %d", p, len(res.Sample.Values), len(p))
 				}
 				// tol is one converter count; 1e-5 covers periph's fixed-point
 				// quantum (0.1 µ%RH) on top.
-				for _, r := range res.Readings {
+				for _, r := range res.Sample.Values {
 					want, tol := p[r.Measurement], tc.tol[r.Measurement]
 					if math.Abs(r.Value-want) > tol+1e-5 {
 						t.Errorf("%s set to %g, read %g %s (precision %g)", r.Measurement, want, r.Value, r.Unit, tol)

@@ -11,11 +11,12 @@ import (
 )
 
 // DS18B20 through the kernel's 1-Wire sysfs (sensors/w1). Range: the
-// datasheet's −55..125 °C.
+// datasheet's −55..125 °C. Resolution: 0.0625 °C, the power-on default of
+// 12 bits (datasheet: 9..12 bits, 0.5..0.0625 °C).
 func init() {
 	register(&driver{
 		name: "ds18b20", chip: "Maxim DS18B20 (1-Wire)",
-		meas:    []measurement{{"temperature", "°C", -55, 125}},
+		meas:    []measurement{{"temperature", "°C", -55, 125, 0.0625}},
 		oneWire: true,
 		options: map[string]option{},
 		openW1:  openDS18B20,

@@ -38,7 +38,7 @@ func TestDS18B20FixtureTree(t *testing.T) {
 	}
 	res := s.ReadOnce(context.Background())
 	for i, want := range []float64{23.125, -10.125} {
-		if res[i].Err != nil || len(res[i].Readings) != 1 || res[i].Readings[0].Value != want || res[i].Readings[0].Unit != "°C" {
+		if res[i].Err != nil || len(res[i].Sample.Values) != 1 || res[i].Sample.Values[0].Value != want || res[i].Sample.Values[0].Unit != "°C" {
 			t.Errorf("%s: %+v, want %g °C", res[i].Sensor, res[i], want)
 		}
 	}
@@ -110,7 +110,7 @@ func TestDS18B20Emulated(t *testing.T) {
 	}
 	res := s.ReadOnce(context.Background())[0]
 	// With the one-step wiggle the first conversion reads -7.5 + 0.0625.
-	if res.Err != nil || len(res.Readings) != 1 || (res.Readings[0].Value != -7.5 && res.Readings[0].Value != -7.4375) {
+	if res.Err != nil || len(res.Sample.Values) != 1 || (res.Sample.Values[0].Value != -7.5 && res.Sample.Values[0].Value != -7.4375) {
 		t.Fatalf("%+v", res)
 	}
 }

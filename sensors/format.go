@@ -4,21 +4,26 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"gatewayd/internal/reading"
 )
 
 // FormatResults prints ReadOnce's results for a person at the board, one
-// line per reading (or per failed sensor), or as JSON with asJSON.
+// line per value (or per failed sensor), or as JSON with asJSON. Values are
+// printed at their resolution (1009.25 hPa, not 1009.2492578125).
 func FormatResults(w io.Writer, rs []Result, asJSON bool) error {
 	if asJSON {
 		type jr struct {
-			Measurement string    `json:"measurement"`
-			Property    string    `json:"property"`
-			Value       float64   `json:"value"`
-			Unit        string    `json:"unit"`
-			Time        time.Time `json:"time"`
-			Synced      bool      `json:"synced"`
+			Measurement string      `json:"measurement"`
+			Property    string      `json:"property"`
+			Value       json.Number `json:"value"`
+			Unit        string      `json:"unit"`
+			Resolution  float64     `json:"resolution"`
+			Time        time.Time   `json:"time"`
+			Synced      bool        `json:"synced"`
 		}
 		type js struct {
 			Sensor   string `json:"sensor"`
@@ -32,8 +37,9 @@ func FormatResults(w io.Writer, rs []Result, asJSON bool) error {
 			if r.Err != nil {
 				s.Error = r.Err.Error()
 			}
-			for _, x := range r.Readings {
-				s.Readings = append(s.Readings, jr{x.Measurement, x.Property, x.Value, x.Unit, x.Time, x.Synced})
+			for _, x := range r.Sample.Values {
+				s.Readings = append(s.Readings, jr{x.Measurement, x.Property, json.Number(reading.Format(nil, x.Value, x.Resolution)),
+					x.Unit, x.Resolution, r.Sample.Time, r.Sample.Synced})
 			}
 			out = append(out, s)
 		}
@@ -47,12 +53,8 @@ func FormatResults(w io.Writer, rs []Result, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SENSOR\tMEASUREMENT\tVALUE\tUNIT\tPROPERTY")
 	for _, r := range rs {
-		for _, x := range r.Readings {
-			prec := 2
-			if x.Unit == "ppm" {
-				prec = 0
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%.*f\t%s\t%s\n", r.Sensor, x.Measurement, prec, x.Value, x.Unit, x.Property)
+		for _, x := range r.Sample.Values {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Sensor, x.Measurement, fixed(x.Value, x.Resolution), x.Unit, x.Property)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -66,6 +68,15 @@ func FormatResults(w io.Writer, rs []Result, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// fixed prints v rounded to res with as many decimals as res has, so a
+// column of values lines up (20.50, not 20.5); full precision when res is 0.
+func fixed(v, res float64) string {
+	if res <= 0 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(reading.Round(v, res), 'f', reading.Digits(res), 64)
 }
 
 // FormatFound prints Scan's findings as a table.

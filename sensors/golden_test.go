@@ -21,10 +21,10 @@ func TestDatasheetGoldenValues(t *testing.T) {
 		b.Chip(0x62).(*emul.SCD4x).SetRaw(0x01F4, 0x6667, 0x5EB9)
 		r := read(t, s)
 		want := map[string]float64{"co2": 500, "temperature": 25, "humidity": 37}
-		if r.Err != nil || len(r.Readings) != 3 {
+		if r.Err != nil || len(r.Sample.Values) != 3 {
 			t.Fatalf("%+v", r)
 		}
-		for _, x := range r.Readings {
+		for _, x := range r.Sample.Values {
 			if math.Abs(x.Value-want[x.Measurement]) > 0.005 {
 				t.Errorf("%s = %v, datasheet %v", x.Measurement, x.Value, want[x.Measurement])
 			}
@@ -36,7 +36,7 @@ func TestDatasheetGoldenValues(t *testing.T) {
 		for raw, want := range map[uint16]float64{0x1F60: -10, 0x07CC: 124.75, 0x0004: 0.25, 0x1FFC: -0.25} {
 			s, b := mustSet(t, []Spec{{Name: "m", Driver: "mcp9808", Bus: "emulated"}}, nil)
 			b.Chip(0x18).(*emul.MCP9808).SetRaw(raw)
-			if r := read(t, s); r.Err != nil || r.Readings[0].Value != want {
+			if r := read(t, s); r.Err != nil || r.Sample.Values[0].Value != want {
 				t.Errorf("%#04x: %+v, datasheet %v °C", raw, r, want)
 			}
 		}
@@ -51,11 +51,11 @@ func TestDatasheetGoldenValues(t *testing.T) {
 			r := read(t, s)
 			if math.IsNaN(want) {
 				if r.Err == nil {
-					t.Errorf("%#03x: %+v accepted, outside the specified range", raw, r.Readings)
+					t.Errorf("%#03x: %+v accepted, outside the specified range", raw, r.Sample.Values)
 				}
 				continue
 			}
-			if r.Err != nil || r.Readings[0].Value != want {
+			if r.Err != nil || r.Sample.Values[0].Value != want {
 				t.Errorf("%#03x: %+v, datasheet %v °C", raw, r, want)
 			}
 		}

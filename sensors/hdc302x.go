@@ -18,10 +18,12 @@ var hdcRates = map[string]hdc302x.SampleRate{
 // TI HDC3020/3021/3022 through periph's hdc302x, in auto-measurement mode.
 // A reset drops the chip to sleep mode, where it refuses the auto-mode read;
 // the re-init starts it again. Ranges: datasheet operating range.
+// Resolution: 16-bit words, 175/65535 °C and 100/65535 %RH a step; kept at
+// 0.01 °C and 0.01 %RH, below the datasheet's repeatability.
 func init() {
 	register(&driver{
 		name: "hdc302x", chip: "TI HDC3020/3021/3022",
-		meas:  []measurement{{"temperature", "°C", -40, 125}, {"humidity", "%RH", 0, 100}},
+		meas:  []measurement{{"temperature", "°C", -40, 125, 0.01}, {"humidity", "%RH", 0, 100, 0.01}},
 		addrs: []uint16{0x44, 0x45, 0x46, 0x47},
 		options: map[string]option{
 			"rate": choice("auto-measurement rate in Hz (periph sleeps one period when starting)", "1", "0.5", "1", "2", "4", "10"),

@@ -14,26 +14,50 @@ import (
 	"gatewayd/sensors/emul"
 )
 
-// sink is a reading.Sink that keeps what it is given.
+// sink is a reading.Sink that keeps what it is given, assigning IDs as the
+// buffer does.
 type sink struct {
 	mu sync.Mutex
-	rs []reading.Reading
+	ss []reading.Sample
 }
 
-func (s *sink) Append(_ context.Context, rs []reading.Reading) error {
+func (s *sink) Append(_ context.Context, ss []reading.Sample) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rs = append(s.rs, rs...)
+	for i := range ss {
+		ss[i].ID = reading.ID(len(s.ss) + 1)
+		s.ss = append(s.ss, ss[i])
+	}
 	return nil
 }
 
-func (s *sink) of(sensor string) []reading.Reading {
+// samples returns the samples of one sensor.
+func (s *sink) samples(sensor string) []reading.Sample {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []reading.Reading
-	for _, r := range s.rs {
-		if r.Sensor == sensor {
-			out = append(out, r)
+	var out []reading.Sample
+	for _, x := range s.ss {
+		if x.Sensor == sensor {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// val is one value of a sample with the sample's identity and stamp.
+type val struct {
+	Measurement, Property, Unit string
+	Value, Resolution           float64
+	reading.Stamp
+	ID reading.ID
+}
+
+// of returns every value one sensor delivered, sample after sample.
+func (s *sink) of(sensor string) []val {
+	var out []val
+	for _, x := range s.samples(sensor) {
+		for _, v := range x.Values {
+			out = append(out, val{v.Measurement, v.Property, v.Unit, v.Value, v.Resolution, x.Stamp, x.ID})
 		}
 	}
 	return out

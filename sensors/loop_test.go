@@ -145,7 +145,7 @@ func TestErrorLogsRateLimited(t *testing.T) {
 // failingSink refuses appends.
 type failingSink struct{ n atomic.Int64 }
 
-func (f *failingSink) Append(context.Context, []reading.Reading) error {
+func (f *failingSink) Append(context.Context, []reading.Sample) error {
 	f.n.Add(1)
 	return errors.New("disk full")
 }

@@ -2,6 +2,8 @@ package sensors
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"gatewayd/sensors/emul"
@@ -62,5 +64,94 @@ func TestOptionsReachTheChip(t *testing.T) {
 	s.Close()
 	if b.Chip(0x46).(*emul.HDC302x).Auto() {
 		t.Error("hdc302x still measuring after Close")
+	}
+}
+
+// Every value carries the resolution it is kept and sent at: the chip's by
+// default (from its datasheet, see each driver's file), the configured
+// "<measurement>_resolution" when set.
+func TestResolutions(t *testing.T) {
+	specs := []Spec{
+		{Name: "bme", Driver: "bme280", Bus: "emulated"},
+		{Name: "bmp", Driver: "bmp280", Bus: "emulated", Address: 0x77},
+		{Name: "aht", Driver: "aht20", Bus: "emulated"},
+		{Name: "co2", Driver: "scd4x", Bus: "emulated"},
+		{Name: "hdc", Driver: "hdc302x", Bus: "emulated", Address: 0x46},
+		{Name: "mcp", Driver: "mcp9808", Bus: "emulated"},
+		{Name: "mcp-coarse", Driver: "mcp9808", Bus: "emulated", Address: 0x19, Options: map[string]string{"resolution": "0.25"}},
+		{Name: "tmp", Driver: "tmp102", Bus: "emulated"},
+		{Name: "sht3", Driver: "sht3x", Bus: "emulated", Address: 0x44},
+		{Name: "sht4", Driver: "sht4x", Bus: "emulated", Address: 0x45},
+		{Name: "water", Driver: "ds18b20", Bus: "emulated"},
+		{Name: "set", Driver: "bme280", Bus: "emulated:second", Options: map[string]string{
+			"pressure_resolution": "0.1", "temperature_resolution": "full", "humidity_resolution": "0.5"}},
+		{Name: "mcp-set", Driver: "mcp9808", Bus: "emulated:second", Options: map[string]string{
+			"resolution": "0.25", "temperature_resolution": "0.5"}},
+	}
+	want := map[string]map[string]float64{
+		"bme":        {"temperature": 0.01, "humidity": 0.01, "pressure": 0.01},
+		"bmp":        {"temperature": 0.01, "pressure": 0.01},
+		"aht":        {"temperature": 0.01, "humidity": 0.01},
+		"co2":        {"co2": 1, "temperature": 0.01, "humidity": 0.01},
+		"hdc":        {"temperature": 0.01, "humidity": 0.01},
+		"mcp":        {"temperature": 0.0625},
+		"mcp-coarse": {"temperature": 0.25},
+		"tmp":        {"temperature": 0.0625},
+		"sht3":       {"temperature": 0.01, "humidity": 0.01},
+		"sht4":       {"temperature": 0.01, "humidity": 0.01},
+		"water":      {"temperature": 0.0625},
+		"set":        {"temperature": 0, "humidity": 0.5, "pressure": 0.1},
+		"mcp-set":    {"temperature": 0.5},
+	}
+	s, err := New(specs, Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	covered := map[string]bool{}
+	for i, r := range s.ReadOnce(context.Background()) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", r.Sensor, r.Err)
+		}
+		covered[specs[i].Driver] = true
+		w := want[r.Sensor]
+		if len(r.Sample.Values) != len(w) {
+			t.Fatalf("%s: %d values, want %d", r.Sensor, len(r.Sample.Values), len(w))
+		}
+		for _, v := range r.Sample.Values {
+			if res, ok := w[v.Measurement]; !ok || v.Resolution != res {
+				t.Errorf("%s %s: resolution %g, want %g", r.Sensor, v.Measurement, v.Resolution, res)
+			}
+		}
+	}
+	for _, d := range DriverNames() {
+		if !covered[d] {
+			t.Errorf("driver %s has no resolution case", d)
+		}
+	}
+}
+
+// A resolution option is checked like every other: a typo names the key.
+func TestResolutionOptionErrors(t *testing.T) {
+	for _, tc := range []struct {
+		driver, key, val, msg string
+	}{
+		{"bme280", "pressure_resolution", "fine", "is not a step"},
+		{"bme280", "pressure_resolution", "-0.1", "outside"},
+		{"bme280", "pressure_resolution", "5000", "outside"},
+		{"bme280", "pressure_resolution", "NaN", "is not a step"},
+		{"bmp280", "humidity_resolution", "0.1", "unknown option for bmp280"},
+		{"tmp102", "co2_resolution", "1", "temperature_resolution"},
+	} {
+		_, err := New([]Spec{{Name: "x", Driver: tc.driver, Bus: "emulated", Options: map[string]string{tc.key: tc.val}}}, Options{Logger: quiet()})
+		var se *SpecError
+		if !errors.As(err, &se) || se.Key != "options."+tc.key || !strings.Contains(se.Msg, tc.msg) {
+			t.Errorf("%s %s=%q: %v, want a SpecError on options.%s saying %q", tc.driver, tc.key, tc.val, err, tc.key, tc.msg)
+		}
+	}
+	for _, v := range []string{"0", "full", "0.001", "1", "0.0625"} {
+		if _, err := New([]Spec{{Name: "x", Driver: "bme280", Bus: "emulated", Options: map[string]string{"temperature_resolution": v}}}, Options{Logger: quiet()}); err != nil {
+			t.Errorf("temperature_resolution = %q refused: %v", v, err)
+		}
 	}
 }

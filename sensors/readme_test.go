@@ -18,6 +18,9 @@ func TestREADMEListsDriversAndOptions(t *testing.T) {
 		if !strings.Contains(readme, "| `"+name+"` |") {
 			t.Errorf("README lacks driver %s", name)
 		}
+		if _, res, ok := strings.Cut(readme, "## Resolution"); !ok || !strings.Contains(res, "| `"+name+"` | ") || !strings.Contains(res, "<measurement>_resolution") {
+			t.Errorf("README's Resolution section lacks %s or the resolution option", name)
+		}
 		for opt := range drivers[name].options {
 			if !strings.Contains(readme, "`"+opt+"`") {
 				t.Errorf("README lacks option %s of %s", opt, name)

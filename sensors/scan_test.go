@@ -111,13 +111,16 @@ func TestScanEmpty(t *testing.T) {
 }
 
 func TestFormatResults(t *testing.T) {
-	rd := func(m, p string, v float64, u string) reading.Reading {
-		r := reading.Reading{Sensor: "air", Measurement: m, Property: p, Value: v, Unit: u}
-		r.SetStamp(reading.Stamp{Time: mustTime("2026-03-01T12:00:00Z"), Synced: true})
-		return r
-	}
+	smp := reading.Sample{Sensor: "air", Stamp: reading.Stamp{Time: mustTime("2026-03-01T12:00:00Z"), Synced: true},
+		Values: []reading.Value{
+			{Measurement: "temperature", Property: "temperature", Value: 21.456, Unit: "°C", Resolution: 0.01},
+			{Measurement: "co2", Property: "co2", Value: 612.4, Unit: "ppm", Resolution: 1},
+			{Measurement: "pressure", Property: "pressure", Value: 1009.2492578125, Unit: "hPa", Resolution: 0.01},
+			{Measurement: "water", Property: "water", Value: 21.0625, Unit: "°C", Resolution: 0.0625},
+			{Measurement: "raw", Property: "raw", Value: 0.123456789, Unit: "V"},
+		}}
 	rs := []Result{
-		{Sensor: "air", Readings: []reading.Reading{rd("temperature", "temperature", 21.456, "°C"), rd("co2", "co2", 612.4, "ppm")}},
+		{Sensor: "air", Sample: smp},
 		{Sensor: "pipe", Err: errors.New("init: tx 0x44: emul: no acknowledge from device")},
 	}
 	var text, js bytes.Buffer

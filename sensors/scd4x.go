@@ -16,10 +16,12 @@ import (
 
 // SCD40/SCD41 through periph's scd4x. Ranges: CO₂ output range 0..40000 ppm,
 // operating conditions −10..60 °C, 0..100 %RH (datasheet table 1, 3).
+// Resolution: CO₂ comes in whole ppm; temperature and humidity are 16-bit
+// words (175/65535 °C, 100/65535 %RH a step), kept at 0.01 °C and 0.01 %RH.
 func init() {
 	register(&driver{
 		name: "scd4x", chip: "Sensirion SCD40/SCD41",
-		meas:  []measurement{{"co2", "ppm", 0, 40000}, {"temperature", "°C", -10, 60}, {"humidity", "%RH", 0, 100}},
+		meas:  []measurement{{"co2", "ppm", 0, 40000, 1}, {"temperature", "°C", -10, 60, 0.01}, {"humidity", "%RH", 0, 100, 0.01}},
 		addrs: []uint16{0x62},
 		options: map[string]option{
 			"mode": choice("periodic (a measurement every 5 s) or low-power (every 30 s, for intervals of a minute or more)", "periodic", "periodic", "low-power"),

@@ -37,9 +37,11 @@ type Set struct {
 
 // Result is one sensor's outcome in ReadOnce.
 type Result struct {
-	Sensor   string
-	Readings []reading.Reading
-	Err      error
+	Sensor string
+	// Sample is what the chip answered (no values when Err is set); its ID
+	// is 0, as it was never buffered.
+	Sample reading.Sample
+	Err    error
 }
 
 // SensorStats are one sensor's counters since New.
@@ -234,8 +236,8 @@ func (s *Set) ReadOnce(ctx context.Context) []Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rds, _, err := se.sample(ctx)
-			rs[i] = Result{Sensor: se.spec.Name, Readings: rds, Err: err}
+			smp, _, err := se.sample(ctx)
+			rs[i] = Result{Sensor: se.spec.Name, Sample: smp, Err: err}
 		}()
 	}
 	wg.Wait()
@@ -371,6 +373,9 @@ type sensor struct {
 	drv  *driver
 	log  *slog.Logger
 	sel  []int // indexes into drv.meas of the measurements sent
+	// tmpl holds, for each entry of sel, the sample's value without its
+	// number: measurement, property, unit and resolution.
+	tmpl []reading.Value
 	wake chan struct{}
 
 	mu     sync.Mutex // serialises chip access: Run's loop vs ReadOnce
@@ -406,6 +411,12 @@ func newSensor(s *Set, sp Spec, d *driver) *sensor {
 	for i, m := range d.meas {
 		if _, listed := sp.Properties[m.name]; listed || (len(sp.Properties) == 0 && !off[m.name]) {
 			se.sel = append(se.sel, i)
+			prop := sp.Properties[m.name]
+			if prop == "" {
+				prop = sp.Name + "_" + m.name
+			}
+			se.tmpl = append(se.tmpl, reading.Value{Measurement: m.name, Property: prop, Unit: m.unit,
+				Resolution: d.resolution(sp.Options, i)})
 		}
 	}
 	return se
@@ -415,8 +426,11 @@ func newSensor(s *Set, sp Spec, d *driver) *sensor {
 var errRejected = errors.New("rejected")
 
 // sample reads the chip once (opening it first if needed) and returns the
-// readings of the selected measurements and every raw value read.
-func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, error) {
+// sample of the selected measurements, stamped the moment the chip
+// answered, and every raw value read. A sample whose selected measurements
+// are all switched off has no values.
+func (se *sensor) sample(ctx context.Context) (reading.Sample, []float64, error) {
+	smp := reading.Sample{Sensor: se.spec.Name}
 	se.mu.Lock()
 	defer se.mu.Unlock()
 	se.smu.Lock()
@@ -428,7 +442,7 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 		se.smu.Unlock()
 	}()
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return smp, nil, err
 	}
 	if se.dev == nil {
 		dev, err := se.open()
@@ -436,7 +450,7 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 			if se.spec.Mux != nil {
 				se.set.muxFailed(se.spec.Bus, *se.spec.Mux)
 			}
-			return nil, nil, fmt.Errorf("init: %w", err)
+			return smp, nil, fmt.Errorf("init: %w", err)
 		}
 		se.dev = dev
 		if se.opened {
@@ -456,7 +470,7 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 		if se.spec.Mux != nil {
 			se.set.muxFailed(se.spec.Bus, *se.spec.Mux)
 		}
-		return nil, nil, err
+		return smp, nil, err
 	}
 	vals := append([]float64(nil), se.vals...)
 	for i, m := range se.drv.meas {
@@ -468,24 +482,22 @@ func (se *sensor) sample(ctx context.Context) ([]reading.Reading, []float64, err
 		// rounding step beyond it.
 		margin := (m.max - m.min) / 1000
 		if math.IsInf(v, 0) || v < m.min-margin || v > m.max+margin {
-			return nil, vals, fmt.Errorf("%w: implausible %s %.6g %s (the chip measures %g..%g)", errRejected, m.name, v, m.unit, m.min, m.max)
+			return smp, vals, fmt.Errorf("%w: implausible %s %.6g %s (the chip measures %g..%g)", errRejected, m.name, v, m.unit, m.min, m.max)
 		}
 	}
-	rs := make([]reading.Reading, 0, len(se.sel))
-	for _, i := range se.sel {
-		m := se.drv.meas[i]
+	// The values keep the chip's full output; Resolution tells storage and
+	// encoders where to stop, so nothing here rounds twice.
+	smp.Stamp = stamp
+	smp.Values = make([]reading.Value, 0, len(se.sel))
+	for k, i := range se.sel {
 		if math.IsNaN(vals[i]) {
 			continue
 		}
-		prop := se.spec.Properties[m.name]
-		if prop == "" {
-			prop = se.spec.Name + "_" + m.name
-		}
-		r := reading.Reading{Sensor: se.spec.Name, Measurement: m.name, Property: prop, Value: vals[i], Unit: m.unit}
-		r.SetStamp(stamp)
-		rs = append(rs, r)
+		v := se.tmpl[k]
+		v.Value = vals[i]
+		smp.Values = append(smp.Values, v)
 	}
-	return rs, vals, nil
+	return smp, vals, nil
 }
 
 // open initialises the chip through its driver.
@@ -528,7 +540,7 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		case <-timer.C:
 		}
 		start = time.Now()
-		rs, vals, err := se.sample(ctx)
+		smp, vals, err := se.sample(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -542,19 +554,19 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 				}
 				break
 			}
-			if len(rs) == 0 {
+			if len(smp.Values) == 0 {
 				break // every measurement switched off: nothing to send
 			}
-			if err := sink.Append(ctx, rs); err != nil {
+			if err := sink.Append(ctx, []reading.Sample{smp}); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				se.logErr("append readings", err)
+				se.logErr("append sample", err)
 				break
 			}
 			se.smu.Lock()
 			se.stats.Taken++
-			se.stats.LastOK = rs[0].Time
+			se.stats.LastOK = smp.Time
 			se.smu.Unlock()
 		case errors.Is(err, errRejected):
 			fails = 0

@@ -27,7 +27,10 @@ type Spec struct {
 	// measurement of the driver, named "<name>_<measurement>". When set,
 	// only the listed measurements are sent.
 	Properties map[string]string
-	// Options are driver options (see README.md), validated by New.
+	// Options are driver options (see README.md), validated by New. Every
+	// driver also takes "<measurement>_resolution" (a step in the
+	// measurement's unit, or "full"), which overrides the chip's resolution
+	// the values are kept and sent at.
 	Options map[string]string
 	// Emulate holds, for emulated buses, the values the emulated chip
 	// reports (measurement -> value); missing ones get a plausible default.
@@ -219,6 +222,12 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if m, isRes := strings.CutSuffix(k, resolutionSuffix); isRes && d.index(m) >= 0 {
+			if _, err := parseResolution(sp.Options[k]); err != nil {
+				return sp, nil, bad("options."+k, "%v", err)
+			}
+			continue
+		}
 		o, ok := d.options[k]
 		if !ok {
 			return sp, nil, bad("options."+k, "unknown option for %s (known: %s)", sp.Driver, d.optionList())

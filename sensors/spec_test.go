@@ -88,7 +88,7 @@ func TestDefaultBusOpening(t *testing.T) {
 	if res[0].Err != nil || res[1].Err != nil {
 		t.Fatalf("emulated sensors failed: %v / %v", res[0].Err, res[1].Err)
 	}
-	for _, r := range res[0].Readings {
+	for _, r := range res[0].Sample.Values {
 		if r.Measurement == "pressure" && (r.Value < 949.99 || r.Value > 950.06) {
 			t.Errorf("pressure %v, emulated 950", r.Value)
 		}

@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -35,21 +36,26 @@ var tmpRates = map[string]tmp102.ConversionRate{
 }
 
 // MCP9808 (Microchip) and TMP102 (TI) through periph. Ranges: the
-// datasheets' specified range −40..125 °C.
+// datasheets' specified range −40..125 °C. Resolution: the MCP9808's
+// resolution option (0.0625 °C at power-on), the TMP102's 12-bit 0.0625 °C.
 func init() {
 	register(&driver{
 		name: "mcp9808", chip: "Microchip MCP9808",
-		meas:  []measurement{{"temperature", "°C", -40, 125}},
+		meas:  []measurement{{"temperature", "°C", -40, 125, 0.0625}},
 		addrs: []uint16{0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F},
 		options: map[string]option{
 			"resolution": choice("resolution in °C (coarser converts faster)", "0.0625", "0.0625", "0.125", "0.25", "0.5"),
+		},
+		res: func(o map[string]string, _ int) float64 {
+			r, _ := strconv.ParseFloat(drivers["mcp9808"].opt(o, "resolution"), 64)
+			return r
 		},
 		open:    openMCP,
 		emulate: func(sp Spec) (emul.Chip, error) { return emulValues(emul.NewMCP9808(), sp) },
 	})
 	register(&driver{
 		name: "tmp102", chip: "TI TMP102",
-		meas:  []measurement{{"temperature", "°C", -40, 125}},
+		meas:  []measurement{{"temperature", "°C", -40, 125, 0.0625}},
 		addrs: []uint16{0x48, 0x49, 0x4A, 0x4B},
 		options: map[string]option{
 			"rate": choice("conversion rate in Hz", "4", "0.25", "1", "4", "8"),
