@@ -35,6 +35,12 @@ const (
 	// DefaultMaxRTT bounds the round trip of an NTP-over-MQTT exchange we
 	// accept: the error of such a sample is up to half its round trip.
 	DefaultMaxRTT = 10 * time.Second
+	// SyncStateTTL is how long the kernel's sync state, once read, is
+	// trusted before adjtimex is asked again. Every sample is stamped, and
+	// at 10 samples a second one syscall each is measurable; the state
+	// changes on NTP's scale of minutes, and a sample stamped unsynced
+	// during the second after sync is re-dated like any other.
+	SyncStateTTL = time.Second
 	anchorFile    = "clock-anchors.json"
 	maxAnchors    = 32
 )
@@ -121,6 +127,11 @@ type Clock struct {
 	anchors   map[string]anchor // earlier boots, from StateDir
 	sysErr    bool              // adjtimex failed (logged once)
 	monoErr   bool              // boottime failed (logged once)
+	// The last answer of systemSynced and the CLOCK_BOOTTIME it was read
+	// at (valid when sysRead); reused for SyncStateTTL.
+	sysRead bool
+	sysAt   time.Duration
+	sysOK   bool
 }
 
 // New returns a Clock. It never fails: a clock that cannot tell whether it is
@@ -191,8 +202,32 @@ func boottime() (time.Duration, error) {
 	return time.Duration(ts.Nano()), nil
 }
 
-// systemSynced asks the kernel whether an NTP client disciplines the clock.
-func (c *Clock) systemSynced() bool {
+// systemSynced reports whether an NTP client disciplines the clock, asking
+// the kernel at most once per SyncStateTTL of CLOCK_BOOTTIME (mono, when
+// monoOK; without boottime there is nothing to age the answer by, so the
+// kernel is asked every time).
+func (c *Clock) systemSynced(mono time.Duration, monoOK bool) bool {
+	if monoOK {
+		c.mu.Lock()
+		fresh := c.sysRead && mono >= c.sysAt && mono-c.sysAt < SyncStateTTL
+		ok := c.sysOK
+		c.mu.Unlock()
+		if fresh {
+			return ok
+		}
+	}
+	ok := c.askKernel()
+	if monoOK {
+		c.mu.Lock()
+		c.sysRead, c.sysAt, c.sysOK = true, mono, ok
+		c.mu.Unlock()
+	}
+	return ok
+}
+
+// askKernel reads the kernel's clock discipline state (adjtimex, read-only),
+// or the timesyncd flag file when adjtimex is refused.
+func (c *Clock) askKernel() bool {
 	var tx unix.Timex // zeroed: modes = 0 only reads
 	state, err := c.opts.Adjtimex(&tx)
 	if err != nil {
@@ -244,7 +279,7 @@ func (c *Clock) now() sample {
 			c.log.Warn("boottime unavailable; readings cannot be corrected", "err", err)
 		}
 	}
-	if c.systemSynced() {
+	if c.systemSynced(s.mono, s.monoOK) {
 		s.ok, s.source = true, "system"
 	} else if s.monoOK {
 		c.mu.Lock()
@@ -305,7 +340,9 @@ func (c *Clock) Now() (time.Time, bool) {
 	return s.wall, s.ok
 }
 
-// Stamp returns when "now" is, for a reading taken now.
+// Stamp returns when "now" is, for a sample taken now. It reads the wall
+// clock and CLOCK_BOOTTIME every time, the kernel's sync state at most once
+// per SyncStateTTL.
 func (c *Clock) Stamp() reading.Stamp {
 	s := c.now()
 	return reading.Stamp{Time: s.wall, Mono: s.mono, BootID: c.bootID, Synced: s.ok}
@@ -347,41 +384,43 @@ func (c *Clock) ObserveServerTime(server time.Time, rtt time.Duration) {
 	}
 }
 
-// Check decides whether r's time can be trusted, correcting it in place when
-// it was taken unsynchronised and the true time is now known. See the
-// package documentation for what to do with each Verdict.
-func (c *Clock) Check(r *reading.Reading) Verdict {
-	if r.Synced {
+// Check decides whether a sample's stamp can be trusted, correcting it in
+// place when the sample was taken unsynchronised and the true time is now
+// known. One stamp dates every value of a sample. See the package
+// documentation for what to do with each Verdict.
+func (c *Clock) Check(st *reading.Stamp) Verdict {
+	if st.Synced {
 		return Trusted
 	}
-	if r.BootID == c.bootID && r.BootID != "" {
+	if st.BootID == c.bootID && st.BootID != "" {
 		s := c.now()
 		if !s.ok || !s.monoOK {
 			return Wait
 		}
-		if r.Mono < 0 || r.Mono > s.mono {
+		if st.Mono < 0 || st.Mono > s.mono {
 			return Unknown // impossible for this boot: a corrupt record
 		}
-		r.Time = s.wall.Add(-(s.mono - r.Mono))
-		r.Synced = true
+		st.Time = s.wall.Add(-(s.mono - st.Mono))
+		st.Synced = true
 		return Trusted
 	}
 	c.mu.Lock()
-	a, found := c.anchors[r.BootID]
+	a, found := c.anchors[st.BootID]
 	c.mu.Unlock()
-	if found && r.BootID != "" && r.Mono >= 0 {
-		r.Time = a.at(r.Mono)
-		r.Synced = true
+	if found && st.BootID != "" && st.Mono >= 0 {
+		st.Time = a.at(st.Mono)
+		st.Synced = true
 		return Trusted
 	}
 	return Unknown
 }
 
-// Fix is Check reduced to "may r be sent with its Time now": it corrects r
-// when it can and reports whether r.Time is trustworthy. On false, Check
-// tells waiting (this boot) from never (an earlier boot).
-func (c *Clock) Fix(r *reading.Reading) bool {
-	return c.Check(r) == Trusted
+// Fix is Check reduced to "may the sample go out with its Time now": it
+// corrects the stamp when it can and reports whether its Time is
+// trustworthy. On false, Check tells waiting (this boot) from never (an
+// earlier boot).
+func (c *Clock) Fix(st *reading.Stamp) bool {
+	return c.Check(st) == Trusted
 }
 
 func (c *Clock) anchorPath() string { return filepath.Join(c.opts.StateDir, anchorFile) }

@@ -184,19 +184,20 @@ func TestUnsyncedReadingCorrectedAfterSync(t *testing.T) {
 			k := newKernel(t)
 			c := newClock(t, k, "boot-1", "")
 			k.advance(7 * time.Second)
-			var r reading.Reading
-			r.SetStamp(c.Stamp())
+			smp := reading.Sample{ID: 1, Sensor: "air", Stamp: c.Stamp(), Values: []reading.Value{
+				{Measurement: "temperature", Value: 21.5}, {Measurement: "humidity", Value: 40}}}
+			r := &smp.Stamp // one stamp dates every value of the sample
 			if r.Synced || r.Time.Year() != 1970 {
 				t.Fatalf("stamp before sync = %+v, want unsynced 1970", r)
 			}
-			before := r
-			if v := c.Check(&r); v != Wait {
+			before := *r
+			if v := c.Check(r); v != Wait {
 				t.Fatalf("Check before sync = %v, want wait", v)
 			}
-			if r != before {
-				t.Fatalf("Check before sync changed the reading: %+v", r)
+			if *r != before {
+				t.Fatalf("Check before sync changed the stamp: %+v", r)
 			}
-			if c.Fix(&r) {
+			if c.Fix(r) {
 				t.Fatal("Fix before sync = true")
 			}
 
@@ -204,12 +205,12 @@ func TestUnsyncedReadingCorrectedAfterSync(t *testing.T) {
 			tc.sync(k, c)
 			k.advance(5 * time.Second) // and sends 5 s after the sync
 
-			if !c.Fix(&r) {
+			if !c.Fix(r) {
 				t.Fatal("Fix after sync = false")
 			}
 			want := trueTime.Add(5*time.Second - 95*time.Second)
-			if !r.Time.Equal(want) || !r.Synced {
-				t.Errorf("corrected reading = %v synced=%v, want %v synced", r.Time, r.Synced, want)
+			if !smp.Time.Equal(want) || !smp.Synced {
+				t.Errorf("corrected sample = %v synced=%v, want %v synced", smp.Time, smp.Synced, want)
 			}
 			// A reading taken now is dated correctly from the start.
 			s := c.Stamp()
@@ -217,8 +218,8 @@ func TestUnsyncedReadingCorrectedAfterSync(t *testing.T) {
 				t.Errorf("stamp after sync = %+v, want synced %v", s, trueTime.Add(5*time.Second))
 			}
 			// Fixing twice changes nothing.
-			again := r
-			if c.Check(&again) != Trusted || again != r {
+			again := *r
+			if c.Check(&again) != Trusted || again != *r {
 				t.Errorf("second Check changed %+v to %+v", r, again)
 			}
 		})
@@ -226,28 +227,28 @@ func TestUnsyncedReadingCorrectedAfterSync(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	synced := reading.Reading{Time: trueTime.Add(-time.Hour), Mono: 5 * time.Second, BootID: "boot-1", Synced: true}
+	synced := reading.Stamp{Time: trueTime.Add(-time.Hour), Mono: 5 * time.Second, BootID: "boot-1", Synced: true}
 	for _, tc := range []struct {
 		name     string
 		synced   bool // the clock knows the true time when Check runs
-		r        reading.Reading
+		r        reading.Stamp
 		want     Verdict
 		wantTime time.Time // zero: unchanged
 	}{
 		{name: "synced reading is left alone", r: synced, want: Trusted},
 		{name: "synced reading, clock unsynced now", synced: false, r: synced, want: Trusted},
-		{name: "this boot, clock unsynced", r: reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"}, want: Wait},
+		{name: "this boot, clock unsynced", r: reading.Stamp{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"}, want: Wait},
 		{name: "this boot, synced", synced: true,
-			r:    reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"},
+			r:    reading.Stamp{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"},
 			want: Trusted, wantTime: trueTime.Add(-(100*time.Second - 5*time.Second))},
 		{name: "earlier boot, no anchor", synced: true,
-			r: reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-0"}, want: Unknown},
+			r: reading.Stamp{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-0"}, want: Unknown},
 		{name: "no boot id", synced: true,
-			r: reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second}, want: Unknown},
+			r: reading.Stamp{Time: time.Unix(5, 0), Mono: 5 * time.Second}, want: Unknown},
 		{name: "mono from the future is corrupt", synced: true,
-			r: reading.Reading{Time: time.Unix(5, 0), Mono: time.Hour, BootID: "boot-1"}, want: Unknown},
+			r: reading.Stamp{Time: time.Unix(5, 0), Mono: time.Hour, BootID: "boot-1"}, want: Unknown},
 		{name: "negative mono is corrupt", synced: true,
-			r: reading.Reading{Time: time.Unix(5, 0), Mono: -time.Second, BootID: "boot-1"}, want: Unknown},
+			r: reading.Stamp{Time: time.Unix(5, 0), Mono: -time.Second, BootID: "boot-1"}, want: Unknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newKernel(t)
@@ -322,8 +323,7 @@ func TestAnchorAcrossReboot(t *testing.T) {
 	k := newKernel(t)
 	c1 := newClock(t, k, "boot-1", state)
 	k.advance(10 * time.Second)
-	var early reading.Reading
-	early.SetStamp(c1.Stamp())
+	early := c1.Stamp()
 	k.advance(50 * time.Second)
 	c1.ObserveServerTime(trueTime, 50*time.Millisecond)
 	if !c1.Synced() {
@@ -354,7 +354,7 @@ func TestAnchorAcrossReboot(t *testing.T) {
 			t.Errorf("corrected time = %v, want %v", r.Time, want)
 		}
 		// A reading from a boot that never synced stays unknown.
-		lost := reading.Reading{Time: time.Unix(20, 0), Mono: 20 * time.Second, BootID: "boot-x"}
+		lost := reading.Stamp{Time: time.Unix(20, 0), Mono: 20 * time.Second, BootID: "boot-x"}
 		if v := c2.Check(&lost); v != Unknown || lost.Synced || lost.Time != time.Unix(20, 0) {
 			t.Errorf("reading from an unsynced boot: %v %+v", v, lost)
 		}
@@ -379,9 +379,9 @@ func TestMissingBootID(t *testing.T) {
 	if !strings.HasPrefix(c.BootID(), "proc-") {
 		t.Fatalf("BootID() = %q, want a per-process id", c.BootID())
 	}
-	var r reading.Reading
-	r.SetStamp(c.Stamp())
+	r := c.Stamp()
 	k.ntpSync(trueTime)
+	k.advance(SyncStateTTL) // the sync state read for the stamp has aged out
 	if !c.Fix(&r) {
 		t.Error("reading from this process not corrected")
 	}
@@ -401,7 +401,7 @@ func TestBoottimeFailure(t *testing.T) {
 	}
 	// An unsynced reading of this boot cannot be corrected without
 	// boottime, but it is not lost either: it waits.
-	r := reading.Reading{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"}
+	r := reading.Stamp{Time: time.Unix(5, 0), Mono: 5 * time.Second, BootID: "boot-1"}
 	if v := c.Check(&r); v != Wait || r.Synced {
 		t.Errorf("Check without boottime = %v %+v, want wait, unchanged", v, r)
 	}
@@ -435,5 +435,64 @@ func TestRealKernel(t *testing.T) {
 	if s.Synced != kernelSynced {
 		t.Errorf("Synced = %v, kernel says %v (state %d status %#x maxerror %dus)",
 			s.Synced, kernelSynced, state, tx.Status, tx.Maxerror)
+	}
+}
+
+// Every sample is stamped, and at 10 samples a second an adjtimex each is
+// measurable (issue 11): the kernel's sync state is read at most once per
+// SyncStateTTL of CLOCK_BOOTTIME, by Stamp, Synced, Now and Check alike, and
+// a change of state is seen within that bound.
+func TestSyncStateCachedForASecond(t *testing.T) {
+	k := newKernel(t)
+	c := newClock(t, k, "boot-1", "")
+	// 10 s of 10 samples a second, every call the daemon makes per sample.
+	var early reading.Stamp
+	for i := 0; i < 100; i++ {
+		s := c.Stamp()
+		if i == 0 {
+			early = s
+		}
+		c.Synced()
+		c.Now()
+		e := early
+		c.Check(&e)
+		k.advance(100 * time.Millisecond)
+	}
+	if k.adjCalls != 10 {
+		t.Errorf("adjtimex called %d times for 100 samples over 10 s, want 10 (once per %v)", k.adjCalls, SyncStateTTL)
+	}
+
+	// NTP syncs the clock: samples stamped within the TTL may still say
+	// unsynced (they are re-dated like any other), none after it.
+	k.ntpSync(trueTime)
+	for i := 0; i < 10; i++ {
+		c.Stamp()
+		k.advance(100 * time.Millisecond)
+	}
+	if st := c.Stamp(); !st.Synced {
+		t.Fatalf("stamp %v after the kernel synced still unsynced", 10*100*time.Millisecond)
+	}
+	if e := early; c.Check(&e) != Trusted || !e.Synced {
+		t.Errorf("early sample not re-dated after sync: %+v", e)
+	}
+
+	// Losing sync is seen within the TTL too.
+	k.mu.Lock()
+	k.status, k.state = unix.STA_UNSYNC, unix.TIME_ERROR
+	k.mu.Unlock()
+	k.advance(SyncStateTTL)
+	if c.Synced() {
+		t.Error("lost sync not seen after the TTL")
+	}
+
+	// Without CLOCK_BOOTTIME there is nothing to age the answer by: the
+	// kernel is asked every time rather than trusted forever.
+	k.monoErr = errors.New("no boottime")
+	before := k.adjCalls
+	for i := 0; i < 3; i++ {
+		c.Synced()
+	}
+	if k.adjCalls != before+3 {
+		t.Errorf("without boottime: %d adjtimex calls for 3 looks, want 3", k.adjCalls-before)
 	}
 }

@@ -25,7 +25,7 @@ func FuzzAnchors(f *testing.F) {
 		k := newKernel(t)
 		c := New(Options{BootIDPath: bootIDFile(t, "this-boot"), TimesyncFlagPath: "-", StateDir: state,
 			Now: k.now, Boottime: k.boottime, Adjtimex: k.adjtimex, Logger: quiet()})
-		r := reading.Reading{Time: time.Unix(5, 0), Mono: time.Duration(mono), BootID: bootID}
+		r := reading.Stamp{Time: time.Unix(5, 0), Mono: time.Duration(mono), BootID: bootID}
 		v := c.Check(&r)
 		_, known := c.anchors[bootID]
 		switch {
@@ -35,7 +35,7 @@ func FuzzAnchors(f *testing.F) {
 			t.Errorf("reading of boot %q trusted without an anchor of that boot", bootID)
 		case v == Wait:
 			t.Errorf("reading of another boot %q told to wait", bootID)
-		case v != Trusted && r != (reading.Reading{Time: time.Unix(5, 0), Mono: time.Duration(mono), BootID: bootID}):
+		case v != Trusted && r != (reading.Stamp{Time: time.Unix(5, 0), Mono: time.Duration(mono), BootID: bootID}):
 			t.Errorf("untrusted reading modified: %+v", r)
 		}
 	})
