@@ -41,8 +41,8 @@ const (
 	// changes on NTP's scale of minutes, and a sample stamped unsynced
 	// during the second after sync is re-dated like any other.
 	SyncStateTTL = time.Second
-	anchorFile    = "clock-anchors.json"
-	maxAnchors    = 32
+	anchorFile   = "clock-anchors.json"
+	maxAnchors   = 32
 )
 
 // notBefore is the earliest wall time a time source may claim: an NTP answer
