@@ -13,6 +13,14 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
+// Defaults and bounds of [uplink] max_delay. The bound stays well inside
+// the uplink's one-minute live window, past which a sample counts as
+// backlog.
+const (
+	DefaultMaxDelay = time.Second
+	MaxMaxDelay     = 30 * time.Second
+)
+
 // DefaultPaths is the search order when no --config flag is given: the boot
 // partition first (Raspberry Pi OS bookworm and later, then older images),
 // then /etc.
@@ -62,9 +70,13 @@ type Uplink struct {
 	Keepalive            Duration `toml:"keepalive"`
 	ClientID             string   `toml:"client_id,omitempty"`
 	MaxMessagesPerSecond float64  `toml:"max_messages_per_second"`
-	QoS                  *int     `toml:"qos,omitempty"`
-	Retain               bool     `toml:"retain,omitempty"`
-	ControlTopic         string   `toml:"control_topic,omitempty"`
+	// MaxDelay is how long a live sample may wait for others to share its
+	// message (samples taken together go out as one); "0s" sends each at
+	// once. Default 1s.
+	MaxDelay     Duration `toml:"max_delay"`
+	QoS          *int     `toml:"qos,omitempty"`
+	Retain       bool     `toml:"retain,omitempty"`
+	ControlTopic string   `toml:"control_topic,omitempty"`
 	// ClockWait (platform "mqtt"): how long after start readings whose time
 	// is not yet trusted are held before going out marked "synced": false.
 	ClockWait Duration `toml:"clock_wait,omitempty"`
@@ -324,6 +336,12 @@ func (c *Config) validate() Errors {
 	if u.MaxMessagesPerSecond < 0 || u.MaxMessagesPerSecond > 1000 {
 		add(c.Errorf("uplink.max_messages_per_second", "must be between 0.01 and 1000, not %g", u.MaxMessagesPerSecond))
 	}
+	if !c.lines.has("uplink.max_delay") {
+		u.MaxDelay.Duration = DefaultMaxDelay
+	}
+	if md := u.MaxDelay.Duration; md < 0 || md > MaxMaxDelay {
+		add(c.Errorf("uplink.max_delay", "must be between 0s (send every sample at once) and %s, not %s (a sample held longer is no longer live)", FormatDuration(MaxMaxDelay), FormatDuration(md)))
+	}
 	if u.CAReplace && u.CAFile == "" {
 		add(c.Errorf("uplink.ca_replace", "needs ca_file"))
 	}
@@ -441,7 +459,7 @@ func suggest(key string) string {
 		"host": "endpoint", "broker": "endpoint", "url": "endpoint", "port": "endpoint",
 		"keep_alive": "keepalive", "signmethod": "sign_method", "ca": "ca_file", "cafile": "ca_file",
 		"addr": "address", "i2c": "bus", "type": "driver", "model": "driver", "period": "interval",
-		"rate": "max_messages_per_second", "file": "path", "size": "max_size", "maxsize": "max_size",
+		"rate": "max_messages_per_second", "file": "path", "delay": "max_delay", "linger": "max_delay", "batch_delay": "max_delay", "size": "max_size", "maxsize": "max_size",
 	}
 	if s, ok := known[strings.ToLower(last)]; ok {
 		return fmt.Sprintf(" (did you mean %q?)", s)

@@ -36,7 +36,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Uplink.Platform != "aliyun" || !c.Uplink.UseTLS() || c.Uplink.SignMethod != "hmacsha256" ||
-		c.Uplink.Keepalive.Duration != time.Minute || c.Uplink.MaxMessagesPerSecond != 20 {
+		c.Uplink.Keepalive.Duration != time.Minute || c.Uplink.MaxMessagesPerSecond != 20 ||
+		c.Uplink.MaxDelay.Duration != time.Second {
 		t.Errorf("uplink defaults: %+v", c.Uplink)
 	}
 	if c.Buffer.Path != "/var/lib/gatewayd/buffer.db" || c.Buffer.MaxSize != 64<<20 ||
@@ -105,6 +106,12 @@ name   = "air"`, 10, "buffer.max_size", "invalid size"},
 		{"emulate on real bus", `bus    = "emulated"=>bus    = "/dev/i2c-1"`, 13, "sensor[0].emulate", "only for bus"},
 		{"mux channel", `driver = "sht4x"=>driver = "sht4x"
 mux_channel = 9`, 19, "sensor[1].mux_channel", "channels 0..7"},
+		{"max_delay negative", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
+max_delay = "-1s"`, 8, "uplink.max_delay", "between 0s (send every sample at once) and 30s"},
+		{"max_delay too long", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
+max_delay = "2m"`, 8, "uplink.max_delay", "no longer live"},
+		{"max_delay typo", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
+delay = "2s"`, 8, "uplink.delay", `did you mean "max_delay"`},
 		{"platform", `endpoint = "127.0.0.1:8883"=>platform = "aws"
 endpoint = "127.0.0.1:8883"`, 7, "uplink.platform", `"aliyun" or "mqtt"`},
 		{"log level", `interval = "1m"=>interval = "1m"
@@ -273,4 +280,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted a config without sensors")
 		}
 	})
+}
+
+// max_delay "0s" is a choice (send at once), not a missing value: it stays
+// 0, and survives the effective config's round trip.
+func TestMaxDelayZeroMeansAtOnce(t *testing.T) {
+	src := strings.Replace(good, `endpoint = "127.0.0.1:8883"`, `endpoint = "127.0.0.1:8883"
+max_delay = "0s"`, 1)
+	c, err := Parse("x.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Uplink.MaxDelay.Duration != 0 {
+		t.Fatalf("max_delay = %v, want 0", c.Uplink.MaxDelay.Duration)
+	}
+	var b strings.Builder
+	if err := c.WriteEffective(&b); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("x.toml", []byte(strings.ReplaceAll(b.String(), "********", "s")))
+	if err != nil || back.Uplink.MaxDelay.Duration != 0 {
+		t.Fatalf("effective config round trip: %v, %v\n%s", back, err, b.String())
+	}
+	src = strings.Replace(good, `endpoint = "127.0.0.1:8883"`, `endpoint = "127.0.0.1:8883"
+max_delay = "2500ms"`, 1)
+	if c, err := Parse("x.toml", []byte(src)); err != nil || c.Uplink.MaxDelay.Duration != 2500*time.Millisecond {
+		t.Fatalf("max_delay 2500ms: %v %v", c, err)
+	}
 }
