@@ -2,25 +2,32 @@ package testutil
 
 import (
 	"errors"
-	"sort"
+	"fmt"
 	"sync"
 	"time"
 
 	"gatewayd/internal/reading"
 )
 
-// MemSource is a tiny in-memory reading.Source for tests (the real buffer
-// belongs to another package and must not be imported by uplink). It enforces
-// the Source contract: only in-flight readings may be acked, released or
-// dead-lettered.
+// MemSource is a small in-memory reading.Source for tests (the real buffer
+// belongs to another package and must not be imported by uplink). Its Take
+// hands out samples like the buffer's: in append (ID) order, newest first
+// with Filter.NewestFirst, skipping samples in flight or outside the time
+// filter, stopping before the sample that would take the values past
+// maxValues but always returning at least one matching sample. It enforces
+// the Source contract and records violations: only values of in-flight
+// samples may be acked or dead-lettered, only in-flight samples released,
+// and no value is acked or dead-lettered twice.
 type MemSource struct {
 	mu       sync.Mutex
 	next     reading.ID
-	items    map[reading.ID]reading.Reading
-	order    []reading.Reading // by (Time, ID); may hold gone readings, skipped and compacted
+	order    []reading.ID // append order; may hold gone samples, compacted now and then
+	items    map[reading.ID]*reading.Sample
 	inflight map[reading.ID]bool
-	acked    map[reading.ID]int
-	dead     map[reading.ID]string
+	acked    map[reading.Ref]int // per value (sample ID, measurement)
+	ackedIDs map[reading.ID]bool // samples with at least one acked value
+	dead     map[reading.Ref]string
+	ackCalls int
 	released int
 	bad      []string // contract violations
 	notify   chan struct{}
@@ -28,96 +35,113 @@ type MemSource struct {
 
 func NewMemSource() *MemSource {
 	return &MemSource{
-		items: map[reading.ID]reading.Reading{}, inflight: map[reading.ID]bool{},
-		acked: map[reading.ID]int{}, dead: map[reading.ID]string{}, notify: make(chan struct{}, 1),
+		items: map[reading.ID]*reading.Sample{}, inflight: map[reading.ID]bool{},
+		acked: map[reading.Ref]int{}, ackedIDs: map[reading.ID]bool{}, dead: map[reading.Ref]string{},
+		notify: make(chan struct{}, 1),
 	}
 }
 
-// Add appends readings and returns them with their ids.
-func (m *MemSource) Add(rs ...reading.Reading) []reading.Reading {
+// Add appends samples (assigning IDs, like Sink.Append) and returns them.
+func (m *MemSource) Add(ss ...reading.Sample) []reading.Sample {
 	m.mu.Lock()
-	for i := range rs {
+	for i := range ss {
 		m.next++
-		rs[i].ID = m.next
-		m.items[rs[i].ID] = rs[i]
-		// Keep order sorted; appends in time order (the usual case) are O(1).
-		n := len(m.order)
-		j := sort.Search(n, func(k int) bool { return rs[i].Time.Before(m.order[k].Time) })
-		m.order = append(m.order, reading.Reading{})
-		copy(m.order[j+1:], m.order[j:n])
-		m.order[j] = rs[i]
+		ss[i].ID = m.next
+		s := ss[i]
+		s.Values = append([]reading.Value(nil), s.Values...)
+		m.items[s.ID] = &s
+		m.order = append(m.order, s.ID)
 	}
 	m.mu.Unlock()
 	select {
 	case m.notify <- struct{}{}:
 	default:
 	}
-	return rs
+	return ss
 }
 
-func (m *MemSource) Take(max int, f reading.Filter) ([]reading.Reading, error) {
+func (m *MemSource) Take(maxValues int, f reading.Filter) ([]reading.Sample, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.order) > 64 && len(m.order) > 2*len(m.items) {
 		live := m.order[:0]
-		for _, r := range m.order {
-			if _, ok := m.items[r.ID]; ok {
-				live = append(live, r)
+		for _, id := range m.order {
+			if _, ok := m.items[id]; ok {
+				live = append(live, id)
 			}
 		}
 		m.order = live
 	}
-	var out []reading.Reading
+	out := []reading.Sample{}
+	n := 0
 	for k := range m.order {
 		i := k
 		if f.NewestFirst {
 			i = len(m.order) - 1 - k
 		}
-		r := m.order[i]
-		if _, ok := m.items[r.ID]; !ok || m.inflight[r.ID] {
+		s, ok := m.items[m.order[i]]
+		if !ok || m.inflight[s.ID] {
 			continue
 		}
-		if !f.NotBefore.IsZero() && r.Time.Before(f.NotBefore) {
-			if f.NewestFirst {
-				break
-			}
+		if !f.NotBefore.IsZero() && s.Time.Before(f.NotBefore) {
 			continue
 		}
-		if !f.Before.IsZero() && !r.Time.Before(f.Before) {
-			if !f.NewestFirst {
-				break
-			}
+		if !f.Before.IsZero() && !s.Time.Before(f.Before) {
 			continue
 		}
-		out = append(out, r)
-		if len(out) == max {
+		if len(out) > 0 && n+len(s.Values) > maxValues {
 			break
 		}
+		c := *s
+		c.Values = append([]reading.Value(nil), s.Values...)
+		out = append(out, c)
+		n += len(s.Values)
 	}
-	for _, r := range out {
-		m.inflight[r.ID] = true
+	for _, s := range out {
+		m.inflight[s.ID] = true
 	}
 	return out, nil
 }
 
 func (m *MemSource) Notify() <-chan struct{} { return m.notify }
 
-func (m *MemSource) check(op string, ids []reading.ID) {
-	for _, id := range ids {
-		if !m.inflight[id] {
-			m.bad = append(m.bad, op+" of a reading not in flight")
-		}
+// remove deletes the value(s) ref addresses from its sample; it returns
+// the refs of the values removed.
+func (m *MemSource) remove(op string, ref reading.Ref) []reading.Ref {
+	s, ok := m.items[ref.ID]
+	if !ok || !m.inflight[ref.ID] {
+		m.bad = append(m.bad, fmt.Sprintf("%s of sample %d, which is not in flight", op, ref.ID))
+		return nil
 	}
+	var gone []reading.Ref
+	keep := s.Values[:0]
+	for _, v := range s.Values {
+		if ref.Measurement == "" || v.Measurement == ref.Measurement {
+			gone = append(gone, reading.Ref{ID: ref.ID, Measurement: v.Measurement})
+			continue
+		}
+		keep = append(keep, v)
+	}
+	if len(gone) == 0 {
+		m.bad = append(m.bad, fmt.Sprintf("%s of value %d/%s, which is gone", op, ref.ID, ref.Measurement))
+	}
+	s.Values = keep
+	if len(keep) == 0 {
+		delete(m.items, ref.ID)
+		delete(m.inflight, ref.ID)
+	}
+	return gone
 }
 
-func (m *MemSource) Ack(ids []reading.ID) error {
+func (m *MemSource) Ack(refs []reading.Ref) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.check("ack", ids)
-	for _, id := range ids {
-		m.acked[id]++
-		delete(m.items, id)
-		delete(m.inflight, id)
+	m.ackCalls++
+	for _, ref := range refs {
+		for _, r := range m.remove("ack", ref) {
+			m.acked[r]++
+			m.ackedIDs[r.ID] = true
+		}
 	}
 	return nil
 }
@@ -125,33 +149,60 @@ func (m *MemSource) Ack(ids []reading.ID) error {
 func (m *MemSource) Release(ids []reading.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.check("release", ids)
 	for _, id := range ids {
+		if !m.inflight[id] {
+			m.bad = append(m.bad, fmt.Sprintf("release of sample %d, which is not in flight", id))
+		}
 		delete(m.inflight, id)
 	}
 	m.released += len(ids)
 }
 
-func (m *MemSource) DeadLetter(ids []reading.ID, reason string) error {
+func (m *MemSource) DeadLetter(refs []reading.Ref, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.check("dead-letter", ids)
 	if reason == "" {
 		return errors.New("empty reason")
 	}
-	for _, id := range ids {
-		m.dead[id] = reason
-		delete(m.items, id)
-		delete(m.inflight, id)
+	for _, ref := range refs {
+		for _, r := range m.remove("dead-letter", ref) {
+			m.dead[r] = reason
+		}
 	}
 	return nil
 }
 
-// Counts returns how many readings are left, acked (distinct) and dead.
+// Counts returns how many values are left, acked (distinct) and dead, and
+// how many samples are in flight.
 func (m *MemSource) Counts() (left, acked, dead, inflight int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.items), len(m.acked), len(m.dead), len(m.inflight)
+	for _, s := range m.items {
+		left += len(s.Values)
+	}
+	return left, len(m.acked), len(m.dead), len(m.inflight)
+}
+
+// Samples returns how many samples still have values.
+func (m *MemSource) Samples() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
+// AckCalls returns how many times Ack was called: once per acknowledged
+// platform message.
+func (m *MemSource) AckCalls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ackCalls
+}
+
+// AckedSamples returns how many samples had at least one value acked.
+func (m *MemSource) AckedSamples() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.ackedIDs)
 }
 
 func (m *MemSource) Violations() []string {
@@ -172,30 +223,29 @@ func Eventually(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// AckCounts returns, per reading id, how often it was acknowledged.
-func (m *MemSource) AckCounts() map[reading.ID]int {
+// AckCounts returns, per value, how often it was acknowledged.
+func (m *MemSource) AckCounts() map[reading.Ref]int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[reading.ID]int, len(m.acked))
+	out := make(map[reading.Ref]int, len(m.acked))
 	for k, v := range m.acked {
 		out[k] = v
 	}
 	return out
 }
 
-// DeadLetters returns the dead-lettered readings' ids and reasons.
-func (m *MemSource) DeadLetters() map[reading.ID]string {
+// DeadLetters returns the dead-lettered values and their reasons.
+func (m *MemSource) DeadLetters() map[reading.Ref]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[reading.ID]string, len(m.dead))
+	out := make(map[reading.Ref]string, len(m.dead))
 	for k, v := range m.dead {
 		out[k] = v
 	}
 	return out
 }
 
-// Has reports whether a reading is still in the source (not acked, not
-// dead-lettered).
+// Has reports whether a sample still has values in the source.
 func (m *MemSource) Has(id reading.ID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
