@@ -11,5 +11,8 @@
 // if absent); point the gateway's ca_file at DIR/iotsim-ca.pem. Ctrl-C or
 // SIGTERM stops it cleanly. It must never be part of a deployment: it keeps
 // everything in memory and trusts whoever holds a device triple it was
-// given. The emulator itself lives in internal/iotsim.
+// given. --rate-window N answers 429 to posts beyond N messages in any
+// sliding second (counting everything the device publishes), like a
+// platform instance with that limit. The emulator itself lives in
+// internal/iotsim.
 package main

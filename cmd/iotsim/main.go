@@ -47,7 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsAddr := fs.String("tls", "127.0.0.1:8883", "TLS listen address (securemode=2); empty to disable")
 	tcpAddr := fs.String("tcp", "127.0.0.1:1883", "plain TCP listen address (securemode=3); empty to disable")
 	certs := fs.String("certs", "iotsim-certs", "directory with the CA and server certificate (generated there if absent)")
-	rateLimit := fs.Float64("rate-limit", 0, "per-device messages per second above which posts get 429 (0 = unlimited)")
+	rateLimit := fs.Float64("rate-limit", 0, "per-device messages per second (token bucket) above which posts get 429 (0 = unlimited)")
+	rateWindow := fs.Int("rate-window", 0, "most messages a device may publish in any sliding second (all of them: posts, NTP, replies); posts beyond get 429 (0 = no window)")
 	verbose := fs.Bool("v", false, "log connections and protocol details to stderr")
 	var devs devices
 	fs.Var(&devs, "device", "device triple PRODUCTKEY:DEVICENAME:SECRET (repeatable)")
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	o := iotsim.Options{TCPAddr: *tcpAddr, Devices: devs, Out: stdout, Logger: log, RateLimit: *rateLimit}
+	o := iotsim.Options{TCPAddr: *tcpAddr, Devices: devs, Out: stdout, Logger: log, RateLimit: *rateLimit, RateWindow: *rateWindow}
 	if *tlsAddr != "" {
 		ca, cert, key, err := iotsim.GenerateCerts(*certs)
 		if err != nil {

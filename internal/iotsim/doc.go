@@ -8,8 +8,11 @@
 // string ids, at most 200 properties, times within 24 h for posts, floats
 // with a decimal point), the 256 KB packet limit (silently dropped) — and
 // answers *_reply like the platform. Tests can inject reply codes, an
-// outage, a per-device rate limit (429), property sets, NTP and control
-// messages.
+// outage, a per-device rate limit (429: a token bucket, or a sliding
+// one-second window that counts everything a device publishes, at
+// arrival), property sets, NTP and control messages. It counts messages,
+// values and samples (Counts, Message.Values/Samples) and prints one line
+// per accepted value, oldest first.
 //
 // It is a development tool: it must never be needed by the product, and it
 // keeps everything in memory.

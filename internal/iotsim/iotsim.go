@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ type Options struct {
 	// 0 = unlimited.
 	RateLimit float64
 	RateBurst int
+	// RateWindow is the most messages a device may publish in any sliding
+	// one-second window, counting everything it publishes (posts, NTP
+	// requests, downlink replies) as it arrives; posts beyond it are
+	// answered with 429. 0 = no window.
+	RateWindow int
 	// ClockOffset is added to the emulator's clock in NTP answers (to test
 	// a device whose clock is wrong).
 	ClockOffset time.Duration
@@ -93,6 +99,8 @@ type Message struct {
 	Kind       string
 	MsgID      string
 	Bytes      int
+	Values     int // property values it carried (decoded, even if refused)
+	Samples    int // distinct (property time) stamps among them: samples, when each sample's values share a time
 	Code       int // reply code; -1: dropped without a reply
 	Message    string
 	Received   time.Time
@@ -122,6 +130,8 @@ type Server struct {
 	mu       sync.Mutex
 	devices  map[string]Device // by "dn&pk"
 	limits   map[string]*rate.Limiter
+	windows  map[string]*slide // RateWindow per device
+	stats    Counts
 	accepted []Accepted
 	messages []Message
 	connects []Connect
@@ -137,6 +147,33 @@ type work struct {
 	topic   string
 	payload []byte
 	at      time.Time
+	over    bool // beyond RateWindow when it arrived
+}
+
+// Counts are totals over every device since Start.
+type Counts struct {
+	Publishes  int // everything devices published (posts, NTP requests, replies)
+	Posts      int // property, batch and history posts
+	Accepted   int // posts answered 200
+	Values     int // property values accepted
+	Throttled  int // posts answered 429 (RateLimit or RateWindow)
+	OverWindow int // publishes beyond RateWindow when they arrived (posts among them got 429)
+	// PeakWindow is the most publishes one device made in any sliding
+	// one-second window (counted at arrival).
+	PeakWindow int
+}
+
+// slide counts arrivals in the last second.
+type slide struct{ times []time.Time }
+
+// add records an arrival at and returns how many arrived in (at-1s, at].
+func (w *slide) add(at time.Time) int {
+	i := 0
+	for i < len(w.times) && !w.times[i].After(at.Add(-time.Second)) {
+		i++
+	}
+	w.times = append(w.times[i:], at)
+	return len(w.times)
 }
 
 // Start starts the emulator's listeners.
@@ -158,6 +195,7 @@ func Start(o Options) (*Server, error) {
 		done:    make(chan struct{}),
 		devices: map[string]Device{},
 		limits:  map[string]*rate.Limiter{},
+		windows: map[string]*slide{},
 		waiters: map[string]chan []byte{},
 	}
 	for _, d := range o.Devices {
@@ -295,6 +333,21 @@ func (s *Server) SetRateLimit(perSecond float64, burst int) {
 	s.o.RateLimit, s.o.RateBurst = perSecond, burst
 	s.limits = map[string]*rate.Limiter{}
 	s.mu.Unlock()
+}
+
+// SetRateWindow changes RateWindow (0 = none) and forgets what arrived.
+func (s *Server) SetRateWindow(n int) {
+	s.mu.Lock()
+	s.o.RateWindow = n
+	s.windows = map[string]*slide{}
+	s.mu.Unlock()
+}
+
+// Counts returns the totals so far.
+func (s *Server) Counts() Counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
 
 // SetOutage switches an outage on (every device connection is dropped and
@@ -499,6 +552,22 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil
 	}
 	w := work{user: string(cl.Properties.Username), topic: pk.TopicName, payload: append([]byte(nil), pk.Payload...), at: time.Now()}
+	h.s.mu.Lock()
+	h.s.stats.Publishes++
+	if h.s.o.RateWindow > 0 {
+		sl := h.s.windows[w.user]
+		if sl == nil {
+			sl = &slide{}
+			h.s.windows[w.user] = sl
+		}
+		n := sl.add(w.at)
+		h.s.stats.PeakWindow = max(h.s.stats.PeakWindow, n)
+		if n > h.s.o.RateWindow {
+			w.over = true
+			h.s.stats.OverWindow++
+		}
+	}
+	h.s.mu.Unlock()
 	select {
 	case h.s.work <- w:
 	case <-h.s.done:
@@ -567,6 +636,20 @@ func (s *Server) handlePost(dev Device, w work, kind string) {
 	}
 	p, code, text := DecodePost(w.payload, kind, dev, w.at)
 	msg.MsgID = p.MsgID
+	// Oldest first, then by name: one line per value in a stable order.
+	sort.SliceStable(p.Values, func(i, j int) bool {
+		a, b := p.Values[i], p.Values[j]
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		return a.Property < b.Property
+	})
+	msg.Values = len(p.Values)
+	stamps := map[int64]bool{}
+	for _, v := range p.Values {
+		stamps[v.Time.UnixMilli()] = true
+	}
+	msg.Samples = len(stamps)
 	if code == 200 {
 		s.mu.Lock()
 		fn := s.replyFn
@@ -577,7 +660,7 @@ func (s *Server) handlePost(dev Device, w work, kind string) {
 			}
 		}
 	}
-	if code == 200 && !s.allow(dev) {
+	if code == 200 && (w.over || !s.allow(dev)) {
 		code, text = 429, "request too frequent"
 	}
 	if code == 200 {
@@ -642,6 +725,14 @@ func (s *Server) println(line string) {
 
 func (s *Server) record(m Message, acc []Accepted) {
 	s.mu.Lock()
+	s.stats.Posts++
+	switch m.Code {
+	case 200:
+		s.stats.Accepted++
+		s.stats.Values += len(acc)
+	case 429:
+		s.stats.Throttled++
+	}
 	s.messages = append(s.messages, m)
 	s.accepted = append(s.accepted, acc...)
 	out := s.o.Out

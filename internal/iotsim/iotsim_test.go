@@ -3,6 +3,7 @@ package iotsim_test
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +176,106 @@ func TestSecondLoginKicksTheFirst(t *testing.T) {
 	if first.IsConnectionOpen() || !second.IsConnectionOpen() {
 		t.Fatalf("first open=%v second open=%v", first.IsConnectionOpen(), second.IsConnectionOpen())
 	}
+}
+
+// RateWindow counts everything a device publishes in any sliding second,
+// at arrival, and answers the posts beyond it with 429.
+func TestRateWindow(t *testing.T) {
+	s, err := iotsim.Start(iotsim.Options{TCPAddr: "127.0.0.1:0", RateWindow: 3,
+		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cl, _, err := dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "/sys/" + pk + "/" + dn + "/thing/event/property/"
+	post := func(id int) {
+		body := `{"id":"` + itoa(int64(id)) + `","version":"1.0","params":{"t":{"value":20.5,"time":` + itoa(time.Now().UnixMilli()) + `}},"method":"thing.event.property.post"}`
+		if err := wait(t, cl.Publish(base+"post", 1, false, body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An NTP request counts as much as a post.
+	if err := wait(t, cl.Publish("/ext/ntp/"+pk+"/"+dn+"/request", 1, false, `{"deviceSendTime":"1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		post(i)
+	}
+	if !waitCond(func() bool { return len(s.Messages()) == 4 }) {
+		t.Fatalf("messages %+v", s.Messages())
+	}
+	var codes []int
+	for _, m := range s.Messages() {
+		codes = append(codes, m.Code)
+	}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 || codes[3] != 429 {
+		t.Fatalf("codes %v: want 200 200 429 429 (the NTP request was the first of 3)", codes)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	post(5)
+	if !waitCond(func() bool { return len(s.Messages()) == 5 }) || s.Messages()[4].Code != 200 {
+		t.Fatalf("a second later: %+v", s.Messages())
+	}
+	c := s.Counts()
+	if c.Publishes != 6 || c.Posts != 5 || c.Throttled != 2 || c.OverWindow != 2 || c.PeakWindow != 5 || c.Values != 3 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+// A batch post carrying several sensors' samples (one property name,
+// several times) is counted per value and per stamp, and printed one line
+// per value, oldest first.
+func TestBatchOfSeveralSensors(t *testing.T) {
+	var out syncBuf
+	s, err := iotsim.Start(iotsim.Options{TCPAddr: "127.0.0.1:0", Out: &out,
+		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	cl, _, err := dial(t, s, secret, "hmacsha256", 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	t1, t2 := itoa(now-5), itoa(now-3)
+	body := `{"id":"9","version":"1.0","params":{"properties":{` +
+		`"temperature":[{"value":21.5,"time":` + t1 + `},{"value":22.25,"time":` + t2 + `}],` +
+		`"humidity":[{"value":40.0,"time":` + t1 + `},{"value":41.5,"time":` + t2 + `}]},"events":{}},"method":"thing.event.property.batch.post"}`
+	if err := wait(t, cl.Publish("/sys/"+pk+"/"+dn+"/thing/event/property/batch/post", 1, false, body)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitCond(func() bool { return len(s.Messages()) == 1 }) {
+		t.Fatal("no message")
+	}
+	m := s.Messages()[0]
+	if m.Code != 200 || m.Values != 4 || m.Samples != 2 || len(s.Accepted()) != 4 {
+		t.Fatalf("message %+v, accepted %d", m, len(s.Accepted()))
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")[1:] // after "connected"
+	if len(lines) != 4 || !strings.Contains(lines[0], " humidity=40.0 ") || !strings.Contains(lines[1], " temperature=21.5 ") || !strings.Contains(lines[3], " temperature=22.25 ") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func waitCond(cond func() bool) bool {
+	for i := 0; i < 500; i++ {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
 }
