@@ -3,8 +3,12 @@ package sensors
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"gatewayd/internal/reading"
 
 	"gatewayd/sensors/emul"
 )
@@ -153,5 +157,34 @@ func TestResolutionOptionErrors(t *testing.T) {
 		if _, err := New([]Spec{{Name: "x", Driver: "bme280", Bus: "emulated", Options: map[string]string{"temperature_resolution": v}}}, Options{Logger: quiet()}); err != nil {
 			t.Errorf("temperature_resolution = %q refused: %v", v, err)
 		}
+	}
+}
+
+// Shapes tells, without touching a chip, what each sensor will send: the
+// selected measurements with their resolutions, and the interval.
+func TestShapes(t *testing.T) {
+	s, err := New([]Spec{
+		{Name: "air", Driver: "bme280", Bus: "/dev/i2c-97", Interval: 30 * time.Second,
+			Properties: map[string]string{"temperature": "t", "pressure": "p"}, Options: map[string]string{"pressure_resolution": "0.1"}},
+		{Name: "dry", Driver: "bme280", Bus: "/dev/i2c-97", Address: 0x77, Options: map[string]string{"humidity_oversampling": "off"}},
+	}, Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sh := s.Shapes()
+	if len(sh) != 2 || sh[0].Sensor != "air" || sh[0].Interval != 30*time.Second || sh[1].Interval != DefaultInterval {
+		t.Fatalf("shapes %+v", sh)
+	}
+	want := []reading.Value{{Measurement: "temperature", Property: "t", Unit: "°C", Resolution: 0.01},
+		{Measurement: "pressure", Property: "p", Unit: "hPa", Resolution: 0.1}}
+	if !reflect.DeepEqual(sh[0].Values, want) {
+		t.Errorf("air: %+v, want %+v", sh[0].Values, want)
+	}
+	if len(sh[1].Values) != 2 || sh[1].Values[0].Property != "dry_temperature" || sh[1].Values[1].Measurement != "pressure" {
+		t.Errorf("dry (humidity switched off): %+v", sh[1].Values)
+	}
+	if st := s.Stats(); st[0].Failed+st[1].Failed != 0 {
+		t.Errorf("Shapes touched a chip: %+v", st)
 	}
 }

@@ -286,6 +286,27 @@ func (s *Set) Stats() []SensorStats {
 	return out
 }
 
+// Shape is what one sensor produces: a sample every Interval carrying these
+// values (measurement, property, unit, resolution; Value 0), unless the
+// options switch a measurement off for some reads. It lets the daemon size
+// the buffer without touching a chip.
+type Shape struct {
+	Sensor   string
+	Driver   string
+	Interval time.Duration
+	Values   []reading.Value
+}
+
+// Shapes reports every sensor's Shape, in configuration order.
+func (s *Set) Shapes() []Shape {
+	out := make([]Shape, len(s.sensors))
+	for i, se := range s.sensors {
+		out[i] = Shape{Sensor: se.spec.Name, Driver: se.spec.Driver, Interval: se.currentInterval(),
+			Values: append([]reading.Value(nil), se.tmpl...)}
+	}
+	return out
+}
+
 // Close releases the chips and closes the buses the Set opened. Call it
 // after Run has returned.
 func (s *Set) Close() error {
