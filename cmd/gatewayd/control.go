@@ -18,16 +18,16 @@ func (c control) SetInterval(sensor string, d time.Duration) error {
 
 func (c control) Interval(sensor string) (time.Duration, bool) { return c.set.Interval(sensor) }
 
-// ReadNow reads every sensor once; the readings are reported, not buffered.
-func (c control) ReadNow(ctx context.Context) ([]reading.Reading, error) {
-	var out []reading.Reading
+// ReadNow reads every sensor once; the samples are reported, not buffered.
+func (c control) ReadNow(ctx context.Context) ([]reading.Sample, error) {
+	var out []reading.Sample
 	var failed []string
 	for _, r := range c.set.ReadOnce(ctx) {
 		if r.Err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", r.Sensor, r.Err))
 			continue
 		}
-		out = append(out, r.Readings...)
+		out = append(out, r.Sample)
 	}
 	if len(failed) > 0 {
 		return out, fmt.Errorf("%d sensors failed: %v", len(failed), failed)

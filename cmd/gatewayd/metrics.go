@@ -11,7 +11,7 @@ func (p *pipeline) collect(w *health.MetricWriter) {
 	w.Gauge("gatewayd_build_info", "Version of the running gatewayd.", 1, "version", version)
 	if p.set != nil {
 		for _, s := range p.set.Stats() {
-			w.Counter("gatewayd_readings_taken_total", "Samples read, accepted and buffered, per sensor.", float64(s.Taken), "sensor", s.Name)
+			w.Counter("gatewayd_readings_taken_total", "Samples (one read of one sensor, all its measurements) read, accepted and buffered, per sensor.", float64(s.Taken), "sensor", s.Name)
 			w.Counter("gatewayd_readings_failed_total", "Failed sensor reads (bus error, absent chip, bad CRC), per sensor.", float64(s.Failed), "sensor", s.Name)
 			w.Counter("gatewayd_readings_rejected_total", "Samples withheld as implausible or stuck, per sensor.", float64(s.Rejected), "sensor", s.Name)
 			w.Gauge("gatewayd_sensor_stuck", "1 while the sensor's values have not changed for the stuck bound.", b2f(s.Stuck), "sensor", s.Name)
@@ -37,9 +37,13 @@ func (p *pipeline) collect(w *health.MetricWriter) {
 	if p.up != nil {
 		st := p.up.Stats()
 		w.Gauge("gatewayd_connected", "1 while connected to the platform or broker.", b2f(st.Connected))
-		w.Counter("gatewayd_messages_sent_total", "Messages published.", float64(st.Sent))
-		w.Counter("gatewayd_readings_acked_total", "Readings acknowledged by the platform or broker.", float64(st.Acked))
-		w.Counter("gatewayd_readings_dead_lettered_total", "Readings the platform refused for good.", float64(st.DeadLettered))
+		w.Counter("gatewayd_messages_sent_total", "Data messages published (posts; a resend counts again).", float64(st.Sent))
+		w.Counter("gatewayd_messages_other_total", "Other messages published: NTP requests, downlink replies.", float64(st.SentOther))
+		w.Counter("gatewayd_messages_acked_total", "Data messages acknowledged by the platform or broker.", float64(st.AckedMessages))
+		w.Counter("gatewayd_samples_acked_total", "Samples (one read of one sensor) acknowledged by the platform or broker.", float64(st.AckedSamples))
+		w.Gauge("gatewayd_messages_per_reading", "Data messages per acknowledged sample since start: 1/3 when three sensors sampled together share one message (0 before the first ack).", st.MessagesPerSample())
+		w.Counter("gatewayd_readings_acked_total", "Values (one measurement of a sample) acknowledged by the platform or broker.", float64(st.Acked))
+		w.Counter("gatewayd_readings_dead_lettered_total", "Values the platform refused for good.", float64(st.DeadLettered))
 		w.Counter("gatewayd_throttled_total", "Throttling replies (429) from the platform.", float64(st.Throttled))
 		w.Counter("gatewayd_connect_failures_total", "Failed connection attempts.", float64(st.ConnectFailures))
 		last := 0.0

@@ -169,7 +169,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	}
 	uo := uplinkOptions(cfg, secret, logger)
 	uo.Beat = func() { p.health.Beat("uplink") }
-	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, p.buf.DeadLetter, logger)
+	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, logger)
 	uo.OnServerTime = p.clk.ObserveServerTime
 	uo.Control = control{p.set}
 	p.up, err = uplink.New(uo, p.buf)

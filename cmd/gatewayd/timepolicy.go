@@ -7,37 +7,43 @@ import (
 
 	"gatewayd/internal/clock"
 	"gatewayd/internal/reading"
+	"gatewayd/uplink"
 )
 
-// timePolicy decides, for each reading about to be sent, whether its time
-// may go out (correcting it in place when the clock now knows better). No
-// reading is ever sent with a time the gateway knows to be wrong without
-// saying so:
-//   - aliyun: a reading taken before sync in this boot waits for the clock
+// timePolicy decides, for each sample about to be sent, whether its time
+// may go out (correcting its one stamp in place when the clock now knows
+// better). No sample is ever sent with a time the gateway knows to be wrong
+// without saying so:
+//   - aliyun: a sample taken before sync in this boot waits for the clock
 //     (the platform's NTP service answers within a second of connecting); a
-//     reading from an earlier boot whose true time can never be known is
-//     dead-lettered with the reason, visible in `gatewayd buffer export`,
-//     instead of being posted with a made-up time;
-//   - mqtt: the reading is held for clockWait after start, hoping the system
+//     sample from an earlier boot whose true time can never be known is
+//     TimeUnknown, and the uplink dead-letters it with the reason, visible in
+//     `gatewayd buffer export`, instead of posting it with a made-up time;
+//   - mqtt: the sample is held for clockWait after start, hoping the system
 //     clock synchronises (a Pi without an RTC usually gets NTP within a
 //     minute of boot), then sent with "synced": false in its JSON rather
 //     than held forever: a plain broker has no time service to wait for.
-func timePolicy(platform string, clockWait time.Duration, clk *clock.Clock, deadLetter func([]reading.ID, string) error, logger *slog.Logger) func(*reading.Reading) bool {
+//
+// It only judges: every Source call (release, dead letter) is the uplink's.
+func timePolicy(platform string, clockWait time.Duration, clk *clock.Clock, logger *slog.Logger) func(*reading.Sample) uplink.TimeVerdict {
 	start := time.Now()
 	var warned atomic.Bool
-	return func(r *reading.Reading) bool {
-		switch clk.Check(r) {
+	return func(s *reading.Sample) uplink.TimeVerdict {
+		switch clk.Check(&s.Stamp) {
 		case clock.Trusted:
-			return true
+			return uplink.TimeOK
 		case clock.Wait:
-			return platform == "mqtt" && time.Since(start) > clockWait
+			if platform == "mqtt" && time.Since(start) > clockWait {
+				return uplink.TimeOK
+			}
+			return uplink.TimeHold
 		}
 		if platform == "mqtt" {
-			return true
+			return uplink.TimeOK
 		}
-		if err := deadLetter([]reading.ID{r.ID}, "time unknown: taken before the clock was synchronised in an earlier boot"); err == nil && warned.CompareAndSwap(false, true) {
-			logger.Warn("readings from an earlier boot with an unknown time were set aside (gatewayd buffer export shows them)")
+		if warned.CompareAndSwap(false, true) {
+			logger.Warn("samples from an earlier boot with an unknown time are set aside (gatewayd buffer export shows them)")
 		}
-		return false
+		return uplink.TimeUnknown
 	}
 }

@@ -76,7 +76,12 @@ func uplinkOptions(cfg *config.Config, secret string, logger *slog.Logger) uplin
 		Keepalive:            u.Keepalive.Duration,
 		ClientID:             u.ClientID,
 		MaxMessagesPerSecond: u.MaxMessagesPerSecond,
+		MaxDelay:             u.MaxDelay.Duration,
+		ControlTopic:         u.ControlTopic,
 		Logger:               logger,
+	}
+	if o.MaxDelay == 0 {
+		o.MaxDelay = uplink.NoDelay // "0s" in the file: send every sample at once
 	}
 	if u.Platform == "mqtt" {
 		scheme := "tcp://"

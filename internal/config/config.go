@@ -435,8 +435,8 @@ func (c *Config) validate() Errors {
 		if s.MuxChannel != nil && s.MuxAddress == 0 {
 			s.MuxAddress = 0x70
 		}
-		if len(s.Emulate) > 0 && s.Bus != "emulated" {
-			add(c.Errorf(key("emulate"), "only for bus = \"emulated\""))
+		if len(s.Emulate) > 0 && s.Bus != "emulated" && !strings.HasPrefix(s.Bus, "emulated:") {
+			add(c.Errorf(key("emulate"), "only for bus = \"emulated\" (or \"emulated:<name>\")"))
 		}
 	}
 

@@ -308,3 +308,12 @@ max_delay = "2500ms"`, 1)
 		t.Fatalf("max_delay 2500ms: %v %v", c, err)
 	}
 }
+
+// A second emulated bus ("emulated:<name>", as the sensor layer allows)
+// takes emulated values too.
+func TestEmulateOnNamedEmulatedBus(t *testing.T) {
+	src := strings.Replace(good, `bus    = "emulated"`, `bus    = "emulated:second"`, 1)
+	if _, err := Parse("x.toml", []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+}
