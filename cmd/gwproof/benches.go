@@ -88,41 +88,6 @@ func (h *harness) drain() error {
 	return nil
 }
 
-// sdcard runs buffer's own write-volume benchmark: bytes that reached the
-// block layer (/proc/self/io write_bytes) per reading at 1 reading/s.
-func (h *harness) sdcard() error {
-	n := h.sz.SDTimes
-	out, err := h.goTest(10*time.Minute, "-run", "^$", "-bench", "^BenchmarkBytesPerReading$",
-		"-benchtime", fmt.Sprintf("%dx", n), "-count", "1", "./buffer/")
-	if err != nil {
-		return fmt.Errorf("%w\n%s", err, tail(out, 20))
-	}
-	bs := parseBench(out)
-	if len(bs) == 0 {
-		return fmt.Errorf("no results in the benchmark output:\n%s", tail(out, 20))
-	}
-	m := bs[0].metrics
-	s := &section{
-		title: "SD-card writes: bytes written to storage per reading at 1 reading/s",
-		method: fmt.Sprintf("buffer's `BenchmarkBytesPerReading`, run by this command with `-benchtime %dx`: each iteration stores 300 readings "+
-			"as at 1 reading/s (30 windows of 10 s, the clock simulated), so %d×300 = %d readings = %.1f hour(s) at 1 reading/s. Bytes are "+
-			"the process's /proc/self/io write_bytes (what reached the block device, fsyncs included). Online = acknowledged and "+
-			"deleted as it goes; offline = kept, on top of a 20,000-reading backlog. The same run measures stock bbolt used naively "+
-			"(one transaction per reading) and this buffer with one transaction per reading.", n, n, 300*n, float64(300*n)/3600),
-		head: []string{"storage", "offline (B/reading)", "online (B/reading)"},
-	}
-	s.row("stock bbolt, one transaction per reading", fmt.Sprintf("%.0f", m["stock-bbolt-naive-offline-B/reading"]), fmt.Sprintf("%.0f", m["stock-bbolt-naive-online-B/reading"]))
-	s.row("gatewayd buffer, one transaction per reading", fmt.Sprintf("%.0f", m["naive-offline-B/reading"]), fmt.Sprintf("%.0f", m["naive-online-B/reading"]))
-	s.row("gatewayd buffer, group commit 10 s (the default)", fmt.Sprintf("%.0f", m["group10s-offline-B/reading"]), fmt.Sprintf("%.0f", m["group10s-online-B/reading"]))
-	s.notes = append(s.notes, fmt.Sprintf("offline, stock bbolt writes %s and the naive buffer %s the bytes of group commit; "+
-		"at 1 reading/s group commit writes %.1f MiB/day offline (%.0f B × 86,400)",
-		ratio(m["stock-bbolt-naive-offline-B/reading"], m["group10s-offline-B/reading"]),
-		ratio(m["naive-offline-B/reading"], m["group10s-offline-B/reading"]),
-		m["group10s-offline-B/reading"]*86400/(1<<20), m["group10s-offline-B/reading"]))
-	h.report.add(s)
-	return nil
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

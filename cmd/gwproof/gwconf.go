@@ -15,7 +15,11 @@ const (
 
 // gwConfig is what varies between the harness's gatewayd runs.
 type gwConfig struct {
-	Platform  string // "aliyun" (iotsim, TLS) or "mqtt" (mosquitto, plain TCP)
+	Platform string // "aliyun" (iotsim) or "mqtt" (mosquitto, plain TCP)
+	// Plain: aliyun over plain TCP (securemode 3, port 1883 on the real
+	// platform), as the seed's client connects; else TLS.
+	Plain     bool
+	Device    string // device name; "" = dn
 	Endpoint  string
 	CAFile    string // aliyun: iotsim's CA
 	Buffer    string
@@ -28,6 +32,11 @@ type gwConfig struct {
 	MaxSize   string
 }
 
+// plainKey is the config key that must accompany tls = false in the binary
+// measured, if it has one (issue 10's allow_plaintext); found by
+// harness.probePlainKey before any config is written.
+var plainKey string
+
 // sensorProps are the thing-model property names of sensor i's three
 // measurements; distinct per sensor so (property, time) identifies a reading.
 func sensorProps(i int) []string {
@@ -37,15 +46,27 @@ func sensorProps(i int) []string {
 // write renders the config into dir and returns its path.
 func (c gwConfig) write(dir string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[device]\nproduct_key = %q\ndevice_name = %q\ndevice_secret = %q\n\n", pk, dn, secret)
+	dev := c.Device
+	if dev == "" {
+		dev = dn
+	}
+	fmt.Fprintf(&b, "[device]\nproduct_key = %q\ndevice_name = %q\ndevice_secret = %q\n\n", pk, dev, secret)
 	fmt.Fprintf(&b, "[uplink]\nplatform = %q\nendpoint = %q\n", c.Platform, c.Endpoint)
-	if c.Platform == "aliyun" {
+	if c.Platform == "aliyun" && c.Plain {
+		b.WriteString("tls = false\n")
+		if plainKey != "" {
+			fmt.Fprintf(&b, "%s = true\n", plainKey)
+		}
+	} else if c.Platform == "aliyun" {
 		fmt.Fprintf(&b, "tls = true\nca_file = %q\nca_replace = true\nserver_name = \"localhost\"\n", c.CAFile)
 	} else {
 		// This machine's clock is not NTP-disciplined (adjtimex says
 		// unsynced): without this, readings wait the default 2 min and
 		// then go out flagged "synced": false anyway.
 		b.WriteString("tls = false\nclock_wait = \"0s\"\n")
+		if plainKey != "" {
+			fmt.Fprintf(&b, "%s = true\n", plainKey)
+		}
 	}
 	if c.Keepalive > 0 {
 		fmt.Fprintf(&b, "keepalive = %q\n", c.Keepalive.String())

@@ -60,17 +60,7 @@ func TestLedgerTally(t *testing.T) {
 	}
 }
 
-func TestMQTTReadings(t *testing.T) {
-	for in, want := range map[string]int{
-		`{"id":1,"property":"p","time_ms":5}`: 1,
-		`[{"id":1},{"id":2}]`:                 2,
-		`{"params":{"a":1}}`:                  0,
-		`not json`:                            0,
-	} {
-		if got := mqttReadings([]byte(in)); got != want {
-			t.Errorf("mqttReadings(%s) = %d, want %d", in, got, want)
-		}
-	}
+func TestFromMQTT(t *testing.T) {
 	l := newLedger()
 	l.fromMQTT([]byte(`[{"property":"p","time_ms":5},{"property":"q","time_ms":5}]`))
 	if len(l.delivered) != 2 {

@@ -16,13 +16,14 @@ const seedVersion = "mqtt@2.18.8"
 // same login fields (HMAC-SHA1 signed, keepalive 60, clean false, MQTT
 // 3.1.1), same topic and payload shape, QoS 1, one post per sensor per
 // interval carrying its three values. Changes, all in its favour: the
-// per-packet console.log is gone, and it connects to the local broker.
-// Usage: node seed.js URL SENSORS INTERVAL_MS
+// per-packet console.log is gone, and it connects to the local broker or
+// platform emulator as the device it is given.
+// Usage: node seed.js URL SENSORS INTERVAL_MS [PRODUCT_KEY DEVICE_NAME DEVICE_SECRET]
 const seedJS = `'use strict';
 const crypto = require('crypto');
 const mqtt = require('mqtt');
 const [url, sensors, intervalMs] = [process.argv[2], +process.argv[3], +process.argv[4]];
-const deviceConfig = { productKey: 'a1seedPK001', deviceName: 'seed-1', deviceSecret: 'seed-secret' };
+const deviceConfig = { productKey: process.argv[5] || 'a1seedPK001', deviceName: process.argv[6] || 'seed-1', deviceSecret: process.argv[7] || 'seed-secret' };
 function signHmacSha1(params, deviceSecret) {
   const keys = Object.keys(params).sort();
   const list = keys.map((key) => key + params[key]);

@@ -32,6 +32,12 @@ const readingsPerSample = 3
 
 // newSimTrial starts iotsim on a free port and writes gatewayd's config.
 func (h *harness) newSimTrial(name string, mod func(*gwConfig)) (*trial, error) {
+	return h.newSimTrialOpts(name, nil, mod)
+}
+
+// newSimTrialOpts is newSimTrial with iotsim's options changed by simMod
+// (nil: none) and the device named in the config registered.
+func (h *harness) newSimTrialOpts(name string, simMod func(*iotsim.Options), mod func(*gwConfig)) (*trial, error) {
 	dir, err := os.MkdirTemp(h.work, "trial-")
 	if err != nil {
 		return nil, fmt.Errorf("trial dir: %w", err)
@@ -40,21 +46,31 @@ func (h *harness) newSimTrial(name string, mod func(*gwConfig)) (*trial, error) 
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
-	sim, err := iotsim.Start(iotsim.Options{TLSAddr: "127.0.0.1:0", CertFile: cert, KeyFile: key,
-		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}})
+	hp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := gwConfig{Platform: "aliyun", CAFile: ca, Buffer: filepath.Join(dir, "buffer.db"),
+		Commit: time.Second, Health: fmt.Sprintf("127.0.0.1:%d", hp), Sensors: simSensors, Interval: h.sz.SampleEvery}
+	if mod != nil {
+		mod(&conf)
+	}
+	dev := conf.Device
+	if dev == "" {
+		dev = dn
+	}
+	o := iotsim.Options{TLSAddr: "127.0.0.1:0", CertFile: cert, KeyFile: key,
+		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dev, DeviceSecret: secret}}}
+	if simMod != nil {
+		simMod(&o)
+	}
+	sim, err := iotsim.Start(o)
 	if err != nil {
 		return nil, fmt.Errorf("iotsim: %w", err)
 	}
-	hp, err := freePort()
-	if err != nil {
-		sim.Close()
-		return nil, err
-	}
-	t := &trial{h: h, name: name, dir: dir, sim: sim, led: newLedger()}
-	t.conf = gwConfig{Platform: "aliyun", Endpoint: sim.TLSAddr(), CAFile: ca, Buffer: filepath.Join(dir, "buffer.db"),
-		Commit: time.Second, Health: fmt.Sprintf("127.0.0.1:%d", hp), Sensors: simSensors, Interval: h.sz.SampleEvery}
-	if mod != nil {
-		mod(&t.conf)
+	t := &trial{h: h, name: name, dir: dir, sim: sim, led: newLedger(), conf: conf}
+	if t.conf.Endpoint == "" {
+		t.conf.Endpoint = sim.TLSAddr()
 	}
 	if t.cfg, err = t.conf.write(dir); err != nil {
 		sim.Close()

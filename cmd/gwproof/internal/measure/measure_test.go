@@ -226,3 +226,37 @@ func TestSamplesAndBusiestSecond(t *testing.T) {
 		t.Errorf("no times: %d", n)
 	}
 }
+
+func TestParseSmaps(t *testing.T) {
+	const smaps = `00400000-00c00000 r-xp 00000000 08:01 123 /usr/bin/gatewayd
+Size:               8192 kB
+Rss:                6000 kB
+00c00000-00d00000 r--p 00800000 08:01 123 /usr/bin/gatewayd
+Rss:                1000 kB
+7f0000000000-7f0000100000 r--s 00000000 08:01 456 /var/lib/gatewayd/buffer.db
+Rss:                  64 kB
+c000000000-c000400000 rw-p 00000000 00:00 0
+Rss:                2048 kB
+7ffd0000-7ffd2000 rw-p 00000000 00:00 0                                  [stack]
+Rss:                   8 kB
+7ffe0000-7ffe1000 r--p 00000000 00:00 0                                  [vvar]
+Rss:                   0 kB
+`
+	ms := parseSmaps(smaps)
+	want := []Mapping{{"/usr/bin/gatewayd", 7000 << 10}, {"[anon]", 2048 << 10}, {"/var/lib/gatewayd/buffer.db", 64 << 10}, {"[stack]", 8 << 10}}
+	if len(ms) != len(want) {
+		t.Fatalf("parsed %v", ms)
+	}
+	for i := range want {
+		if ms[i] != want[i] {
+			t.Errorf("mapping %d = %v, want %v", i, ms[i], want[i])
+		}
+	}
+	if got := MappingsString(ms, 2); got != "gatewayd 6.8 MiB, [anon] 2.0 MiB" {
+		t.Errorf("MappingsString = %q", got)
+	}
+	self, err := Mappings(os.Getpid())
+	if err != nil || len(self) == 0 {
+		t.Fatalf("own smaps: %v %v", self, err)
+	}
+}

@@ -159,3 +159,79 @@ func (s Series) Max() int64 {
 
 // MiB formats bytes as MiB with one decimal.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// Mapping is the resident memory of one mapped file (or "[anon]" for
+// anonymous memory, "[heap]", "[stack]", ...), summed over its mappings.
+type Mapping struct {
+	Name string
+	RSS  int64 // bytes
+}
+
+// Mappings reads /proc/PID/smaps and returns resident memory per mapped
+// file or kind, largest first: where a process's RSS lives (the binary's
+// pages, bbolt's mmap of the buffer file, heap).
+func Mappings(pid int) ([]Mapping, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps"))
+	if err != nil {
+		return nil, fmt.Errorf("read smaps: %w", err)
+	}
+	return parseSmaps(string(b)), nil
+}
+
+func parseSmaps(s string) []Mapping {
+	by := map[string]int64{}
+	name := ""
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasSuffix(f[0], ":") {
+			// A mapping header: "addr perms offset dev inode [path]".
+			name = "[anon]"
+			if len(f) >= 6 {
+				name = strings.Join(f[5:], " ")
+			}
+			continue
+		}
+		if f[0] == "Rss:" && len(f) >= 2 {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			if err == nil {
+				by[name] += n << 10
+			}
+		}
+	}
+	ms := make([]Mapping, 0, len(by))
+	for k, v := range by {
+		if v > 0 {
+			ms = append(ms, Mapping{k, v})
+		}
+	}
+	slices.SortFunc(ms, func(a, b Mapping) int {
+		if a.RSS != b.RSS {
+			if a.RSS > b.RSS {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return ms
+}
+
+// MappingsString prints the n largest as "name 1.2 MiB, ..." with paths
+// shortened to their base name.
+func MappingsString(ms []Mapping, n int) string {
+	var parts []string
+	for i, m := range ms {
+		if i == n {
+			break
+		}
+		name := m.Name
+		if strings.HasPrefix(name, "/") {
+			name = filepath.Base(name)
+		}
+		parts = append(parts, name+" "+MiB(m.RSS))
+	}
+	return strings.Join(parts, ", ")
+}
