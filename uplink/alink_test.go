@@ -35,50 +35,79 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
-func goldenReadings() []reading.Reading {
-	t0 := time.Date(2026, 11, 25, 18, 50, 0, 812_000_000, time.UTC)
-	return []reading.Reading{
-		{ID: 1, Sensor: "air", Measurement: "temperature", Property: "temperature", Value: 22.51, Time: t0},
-		{ID: 2, Sensor: "air", Measurement: "humidity", Property: "humidity", Value: 48, Time: t0},
-		{ID: 3, Sensor: "air", Measurement: "pressure", Property: "pressure", Value: 1013.25, Time: t0.Add(time.Millisecond)},
+// bme280 is one BME280 sample at its chip resolutions, with the
+// full-precision floats the driver computes.
+func bme280(id reading.ID, sensor, prefix string, at time.Time, t, h, p float64) reading.Sample {
+	return reading.Sample{ID: id, Sensor: sensor, Stamp: reading.Stamp{Time: at, Synced: true}, Values: []reading.Value{
+		{Measurement: "temperature", Property: prefix + "temperature", Unit: "°C", Value: t, Resolution: 0.01},
+		{Measurement: "humidity", Property: prefix + "humidity", Unit: "%RH", Value: h, Resolution: 0.01},
+		{Measurement: "pressure", Property: prefix + "pressure", Unit: "hPa", Value: p, Resolution: 0.01},
+	}}
+}
+
+var t0 = time.Date(2026, 11, 25, 18, 50, 0, 812_000_000, time.UTC)
+
+// goldenSamples: two sensors read in one round, with distinct properties.
+func goldenSamples() []reading.Sample {
+	return []reading.Sample{
+		bme280(1, "air", "", t0, 22.514999, 48.0001, 1009.2492578125),
+		{ID: 2, Sensor: "soil", Stamp: reading.Stamp{Time: t0.Add(time.Millisecond), Synced: true}, Values: []reading.Value{
+			{Measurement: "temperature", Property: "soil_temperature", Unit: "°C", Value: 12.0625, Resolution: 0.0625}}},
+	}
+}
+
+// threeBME280s: three sensors sharing property names, read in one round.
+func threeBME280s(at time.Time) []reading.Sample {
+	return []reading.Sample{
+		bme280(1, "air1", "", at, 21.004, 40.123, 1009.2492578125),
+		bme280(2, "air2", "", at.Add(2*time.Millisecond), 22.25, 41.0, 1010.0),
+		bme280(3, "air3", "", at.Add(4*time.Millisecond), -3.006, 99.999, 1011.5),
 	}
 }
 
 func TestGoldenPropertyPost(t *testing.T) {
-	golden(t, "property_post.json", encodeAlink(kindPost, "1234", "a1hQSwFledE", "greenhouse-7", goldenReadings()))
+	golden(t, "property_post.json", encodeAlink(kindPost, "1234", "a1hQSwFledE", "greenhouse-7", itemsOf(goldenSamples())))
 }
 
 func TestGoldenBatchPost(t *testing.T) {
-	rs := goldenReadings()
-	more := rs[0]
-	more.ID, more.Value, more.Time = 4, 22.0, more.Time.Add(10*time.Second)
-	rs = append(rs, more)
-	golden(t, "batch_post.json", encodeAlink(kindBatch, "1235", "a1hQSwFledE", "greenhouse-7", rs))
+	golden(t, "batch_post.json", encodeAlink(kindBatch, "1235", "a1hQSwFledE", "greenhouse-7", itemsOf(threeBME280s(t0))))
 }
 
 func TestGoldenHistoryPost(t *testing.T) {
-	rs := goldenReadings()
-	for i := range rs {
-		rs[i].Time = rs[i].Time.Add(-48 * time.Hour)
+	ss := goldenSamples()
+	for i := range ss {
+		ss[i].Time = ss[i].Time.Add(-48 * time.Hour)
 	}
-	golden(t, "history_post.json", encodeAlink(kindHistory, "1236", "a1hQSwFledE", "greenhouse-7", rs))
+	golden(t, "history_post.json", encodeAlink(kindHistory, "1236", "a1hQSwFledE", "greenhouse-7", itemsOf(ss)))
 }
 
 func TestGoldenMQTTPayload(t *testing.T) {
-	rs := goldenReadings()[:2]
-	rs[1].Unit, rs[1].Synced = "%RH", true
-	golden(t, "mqtt_reading.json", encodeMQTT("greenhouse-7", rs[1:]))
-	golden(t, "mqtt_readings.json", encodeMQTT("greenhouse-7", rs))
-	r := rs[0]
-	if got := expandTopic(DefaultTopic, "green/house", &r); got != "sensors/green_house/air" {
+	its := itemsOf(goldenSamples())
+	golden(t, "mqtt_reading.json", encodeMQTT("greenhouse-7", its[1:2]))
+	golden(t, "mqtt_readings.json", encodeMQTT("greenhouse-7", its))
+	if got := expandTopic(DefaultTopic, "green/house", &its[0]); got != "sensors/green_house/air" {
 		t.Errorf("topic %q", got)
 	}
 }
 
-func TestFloatsKeepADecimalPoint(t *testing.T) {
-	for v, want := range map[float64]string{20: "20.0", -3: "-3.0", 0: "0.0", 22.51: "22.51", 1e21: "1000000000000000000000.0", 1.5e-7: "0.00000015"} {
-		if got := string(appendFloat(nil, v)); got != want {
-			t.Errorf("appendFloat(%v) = %s, want %s", v, got, want)
+// Values go out at their resolution (reading.Format), never at the
+// driver's full float precision, and always with a decimal point.
+func TestValuesAtResolution(t *testing.T) {
+	b := encodeAlink(kindPost, "1", "pk", "dn", itemsOf(goldenSamples()))
+	for _, want := range []string{`"pressure":{"value":1009.25,`, `"temperature":{"value":22.51,`, `"humidity":{"value":48.0,`, `"soil_temperature":{"value":12.0625,`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	if bytes.Contains(b, []byte("1009.249")) {
+		t.Errorf("full precision leaked: %s", b)
+	}
+	for _, c := range []struct {
+		v, res float64
+		want   string
+	}{{20, 0, "20.0"}, {-3, 0.1, "-3.0"}, {0, 0.01, "0.0"}, {1e21, 0, "1000000000000000000000.0"}, {1.5e-7, 0, "0.00000015"}, {415.4, 1, "415.0"}} {
+		if got := string(appendNumber(nil, reading.Value{Value: c.v, Resolution: c.res})); got != c.want {
+			t.Errorf("appendNumber(%v, %v) = %s, want %s", c.v, c.res, got, c.want)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"golang.org/x/time/rate"
 
 	"gatewayd/internal/reading"
 )
@@ -38,7 +36,8 @@ type Client struct {
 	o       Options
 	src     reading.Source
 	log     *slog.Logger
-	lim     *rate.Limiter // nil: unlimited
+	p       platform
+	win     *window // nil: unlimited
 	gate    *logGate
 	stats   statsBox
 	running atomic.Bool
@@ -74,9 +73,11 @@ func New(o Options, src reading.Source) (*Client, error) {
 		inbound: make(chan inboundMsg, 256),
 		jobs:    make(chan job, 8),
 	}
-	if opts.MaxMessagesPerSecond > 0 {
-		burst := int(math.Ceil(opts.MaxMessagesPerSecond))
-		c.lim = rate.NewLimiter(rate.Limit(opts.MaxMessagesPerSecond), burst)
+	c.win = newWindow(opts.MaxMessagesPerSecond, time.Second+windowGuard)
+	if opts.Platform == PlatformMQTT {
+		c.p = &plainMQTT{o: &c.o, newID: c.newID}
+	} else {
+		c.p = &alink{o: &c.o, newID: c.newID}
 	}
 	// Ids are unique per device per day: start at the milliseconds since
 	// UTC midnight and count up. A restart later the same day starts above
@@ -357,15 +358,8 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 		return nil, nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	subs := map[string]byte{c.o.ControlTopic: 1}
-	if c.o.Platform == PlatformAliyun {
-		pk, dn := c.o.ProductKey, c.o.DeviceName
-		for _, k := range []kind{kindPost, kindBatch, kindHistory} {
-			subs[sysTopic(pk, dn, k.topicSuffix()+"_reply")] = 1
-		}
-		subs[sysTopic(pk, dn, topicPropertySet)] = 1
-		if c.o.OnServerTime != nil {
-			subs["/ext/ntp/"+pk+"/"+dn+"/response"] = 1
-		}
+	for _, t := range c.p.subscriptions() {
+		subs[t] = 1
 	}
 	if err := c.waitToken(ctx, cl.SubscribeMultiple(subs, c.onMessage), c.o.ConnectTimeout); err != nil {
 		cl.Disconnect(0)
@@ -391,8 +385,6 @@ func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 		}
 	}
 }
-
-func rateLimit(f float64) rate.Limit { return rate.Limit(f) }
 
 func randN(d time.Duration) time.Duration {
 	if d <= 0 {

@@ -125,11 +125,10 @@ func (c *Client) worker(ctx context.Context) {
 }
 
 func (c *Client) sendReply(ctx context.Context, cl mqtt.Client, topic string, payload []byte) {
-	if c.lim != nil {
-		if err := c.lim.Wait(ctx); err != nil {
-			return
-		}
+	if err := c.win.wait(ctx); err != nil {
+		return
 	}
+	c.stats.update(func(s *Stats) { s.SentOther++ })
 	if err := c.waitToken(ctx, cl.Publish(topic, 1, false, payload), 10*time.Second); err != nil && ctx.Err() == nil {
 		if ok, n := c.gate.allow("reply", c.o.Now()); ok {
 			c.log.Warn("send downlink reply", "topic", topic, "err", err, "suppressed", n)
@@ -269,13 +268,15 @@ func (c *Client) control(ctx context.Context, payload []byte) (string, []byte) {
 	return reply(400, "unknown command", nil)
 }
 
-func readingsJSON(rs []reading.Reading) []map[string]any {
-	out := make([]map[string]any, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, map[string]any{
-			"sensor": r.Sensor, "measurement": r.Measurement, "property": r.Property,
-			"value": r.Value, "unit": r.Unit, "time": r.Time.UTC().Format(time.RFC3339Nano),
-		})
+func readingsJSON(ss []reading.Sample) []map[string]any {
+	out := make([]map[string]any, 0, reading.CountValues(ss))
+	for _, s := range ss {
+		for _, v := range s.Values {
+			out = append(out, map[string]any{
+				"sensor": s.Sensor, "measurement": v.Measurement, "property": v.Property,
+				"value": json.RawMessage(reading.Format(nil, v.Value, v.Resolution)), "unit": v.Unit, "time": s.Time.UTC().Format(time.RFC3339Nano),
+			})
+		}
 	}
 	return out
 }

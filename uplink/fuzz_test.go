@@ -169,16 +169,16 @@ func (c *fuzzControl) Interval(s string) (time.Duration, bool) {
 	return d, ok
 }
 
-func (c *fuzzControl) ReadNow(context.Context) ([]reading.Reading, error) { return nil, nil }
-func (c *fuzzControl) Status() map[string]any                             { return map[string]any{"ok": true} }
+func (c *fuzzControl) ReadNow(context.Context) ([]reading.Sample, error) { return nil, nil }
+func (c *fuzzControl) Status() map[string]any                            { return map[string]any{"ok": true} }
 
 type nopSource struct{}
 
-func (nopSource) Take(int, reading.Filter) ([]reading.Reading, error) { return nil, nil }
-func (nopSource) Notify() <-chan struct{}                             { return nil }
-func (nopSource) Ack([]reading.ID) error                              { return nil }
-func (nopSource) Release([]reading.ID)                                {}
-func (nopSource) DeadLetter([]reading.ID, string) error               { return nil }
+func (nopSource) Take(int, reading.Filter) ([]reading.Sample, error) { return nil, nil }
+func (nopSource) Notify() <-chan struct{}                            { return nil }
+func (nopSource) Ack([]reading.Ref) error                            { return nil }
+func (nopSource) Release([]reading.ID)                               {}
+func (nopSource) DeadLetter([]reading.Ref, string) error             { return nil }
 
 // The downlink handlers answer anything with valid JSON, and change an
 // interval only when they answer 200.

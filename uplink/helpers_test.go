@@ -126,16 +126,26 @@ func newClient(t testing.TB, o uplink.Options, src reading.Source) *uplink.Clien
 	return c
 }
 
-// liveReadings returns n readings of three properties taken just now.
-func liveReadings(n int, at time.Time) []reading.Reading {
-	props := []string{"temperature", "humidity", "pressure"}
-	var rs []reading.Reading
+// liveSamples returns n samples of sensor "air" (temperature, humidity,
+// pressure) taken just now, a millisecond apart.
+func liveSamples(n int, at time.Time) []reading.Sample {
+	var ss []reading.Sample
 	for i := 0; i < n; i++ {
-		p := props[i%3]
-		rs = append(rs, reading.Reading{Sensor: "air", Measurement: p, Property: p, Value: 20 + float64(i)/8,
-			Unit: "x", Time: at.Add(time.Duration(i) * time.Millisecond).Truncate(time.Millisecond), Synced: true})
+		base := 20 + float64(i)/8
+		ss = append(ss, reading.Sample{Sensor: "air", Stamp: reading.Stamp{Time: at.Add(time.Duration(i) * time.Millisecond).Truncate(time.Millisecond), Synced: true},
+			Values: []reading.Value{
+				{Measurement: "temperature", Property: "temperature", Unit: "°C", Value: base, Resolution: 0.01},
+				{Measurement: "humidity", Property: "humidity", Unit: "%RH", Value: base + 20, Resolution: 0.01},
+				{Measurement: "pressure", Property: "pressure", Unit: "hPa", Value: base + 990, Resolution: 0.01},
+			}})
 	}
-	return rs
+	return ss
+}
+
+// one returns a sample with a single value (measurement = property).
+func one(sensor, prop string, v float64, at time.Time) reading.Sample {
+	return reading.Sample{Sensor: sensor, Stamp: reading.Stamp{Time: at.Truncate(time.Millisecond), Synced: true},
+		Values: []reading.Value{{Measurement: prop, Property: prop, Value: v}}}
 }
 
 func waitToken(t testing.TB, tok mqtt.Token) {

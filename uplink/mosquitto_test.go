@@ -12,12 +12,11 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"gatewayd/internal/reading"
 	"gatewayd/internal/testutil"
 	"gatewayd/uplink"
 )
 
-// mqttTry runs the "mqtt" uplink against a broker with one reading and
+// mqttTry runs the "mqtt" uplink against a broker with one sample and
 // reports whether it was acknowledged within d, with the client's stats.
 func mqttTry(t *testing.T, o uplink.Options, d time.Duration) (bool, uplink.Stats) {
 	t.Helper()
@@ -25,7 +24,7 @@ func mqttTry(t *testing.T, o uplink.Options, d time.Duration) (bool, uplink.Stat
 	o.Platform, o.DeviceName, o.Logger = "mqtt", dn, log
 	o.BackoffMin, o.BackoffMax, o.ConnectTimeout = 50*time.Millisecond, 300*time.Millisecond, 2*time.Second
 	src := testutil.NewMemSource()
-	src.Add(liveReadings(1, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	c := newClient(t, o, src)
 	stop := run(t, c)
 	// Stop at the first connect failure: a refusal is final, no need to
@@ -36,7 +35,7 @@ func mqttTry(t *testing.T, o uplink.Options, d time.Duration) (bool, uplink.Stat
 	})
 	ok = ok && c.Stats().ConnectFailures == 0
 	stop()
-	if left, acked, _, inflight := src.Counts(); !ok && (left != 1 || acked != 0 || inflight != 0) {
+	if left, acked, _, inflight := src.Counts(); !ok && (left != 3 || acked != 0 || inflight != 0) {
 		t.Errorf("refused run changed the source: %d left %d acked %d in flight", left, acked, inflight)
 	}
 	return ok, c.Stats()
@@ -134,7 +133,7 @@ func TestMQTTBacklogArrays(t *testing.T) {
 	at := time.Now().Add(-2 * time.Hour)
 	for i := 0; i < 450; i++ {
 		sensor := []string{"air", "soil"}[i%2]
-		src.Add(reading.Reading{Sensor: sensor, Property: "temperature", Value: float64(i) + 0.5, Time: at.Add(time.Duration(i) * time.Second)})
+		src.Add(one(sensor, "temperature", float64(i)+0.5, at.Add(time.Duration(i)*time.Second)))
 	}
 	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Logger: log}, src)
 	stop := run(t, c)
@@ -184,16 +183,16 @@ func TestMQTTStalledAndRestartedBroker(t *testing.T) {
 	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Logger: log,
 		Keepalive: time.Second, ReplyTimeout: time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond}, src)
 	stop := run(t, c)
-	src.Add(liveReadings(3, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	if !testutil.Eventually(5*time.Second, func() bool { _, acked, _, _ := src.Counts(); return acked == 3 }) {
 		t.Fatalf("not acked: %+v", c.Stats())
 	}
 	m.Pause()
-	src.Add(liveReadings(3, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	time.Sleep(2500 * time.Millisecond)
 	m.Resume()
 	m.Restart(t)
-	src.Add(liveReadings(3, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
 		left, acked, _, inflight := src.Counts()
 		t.Fatalf("%d left (%d in flight), %d acked: %+v", left, inflight, acked, c.Stats())

@@ -32,12 +32,33 @@ const (
 	DefaultBackoffMax           = 2 * time.Minute
 	DefaultLiveWindow           = time.Minute
 	DefaultHistoryAge           = 23 * time.Hour
-	DefaultMaxReadingsPerMsg    = 200
+	DefaultMaxValuesPerMsg      = 200
+	DefaultMaxDelay             = time.Second
 	DefaultMaxMessageBytes      = 64 << 10
 	DefaultNTPInterval          = time.Hour
 	DefaultShutdownGrace        = 2 * time.Second
 	DefaultBeatEvery            = 5 * time.Second
 )
+
+// NoDelay as Options.MaxDelay sends every live sample at once (config
+// max_delay = "0s").
+const NoDelay time.Duration = -1
+
+// TimeVerdict is what FixTime says about a sample's time.
+type TimeVerdict int
+
+const (
+	// TimeOK: the time (possibly corrected) can be trusted; send.
+	TimeOK TimeVerdict = iota
+	// TimeHold: not yet; release the sample and look again later.
+	TimeHold
+	// TimeUnknown: the time can never be known (taken unsynced in an
+	// earlier boot); dead-letter the sample with TimeUnknownReason.
+	TimeUnknown
+)
+
+// TimeUnknownReason is the dead-letter reason for TimeUnknown samples.
+const TimeUnknownReason = "time unknown: taken before the clock was synchronised in an earlier boot"
 
 // platformPacketLimit is the size above which the platform silently drops a
 // packet. MaxMessageBytes may not come near it.
@@ -49,7 +70,7 @@ const platformPacketLimit = 256 << 10
 type Control interface {
 	SetInterval(sensor string, d time.Duration) error
 	Interval(sensor string) (time.Duration, bool)
-	ReadNow(ctx context.Context) ([]reading.Reading, error)
+	ReadNow(ctx context.Context) ([]reading.Sample, error)
 	Status() map[string]any
 }
 
@@ -83,9 +104,17 @@ type Options struct {
 	// the whole clientId on "mqtt"). "" = the device name (at most 64
 	// characters), stable across restarts.
 	ClientID string
-	// MaxMessagesPerSecond bounds everything published (token bucket, burst
-	// of one second's worth). 0 = 20; negative = unlimited.
+	// MaxMessagesPerSecond bounds everything published (posts, NTP
+	// requests, downlink replies): at most N messages in any sliding window
+	// of one second (1.1 s in fact, so a message delayed on the way cannot
+	// make the platform count N+1). 0 = 20; negative = unlimited. A 429
+	// halves it for a while; it creeps back on success.
 	MaxMessagesPerSecond float64
+	// MaxDelay is how long a live sample may wait for others to share its
+	// message: samples taken together (three sensors on one interval) go
+	// out as one message instead of one each. 0 = 1 s; negative (NoDelay,
+	// config "0s") = send at once.
+	MaxDelay time.Duration
 
 	// Platform "mqtt": Broker is "tls://host:port" or "tcp://host:port";
 	// Topic is a template with {device} and {sensor} (and {property},
@@ -96,11 +125,13 @@ type Options struct {
 	// Beat is called at least once a second while the send loop is alive
 	// (the daemon feeds the systemd watchdog from it). nil = none.
 	Beat func()
-	// FixTime may correct r.Time (a reading taken before the clock was
-	// synchronised) and returns false while the time cannot be trusted yet:
-	// such readings are released and looked at again a second later. It
-	// runs on the send loop and must return quickly. nil = send r.Time.
-	FixTime func(r *reading.Reading) bool
+	// FixTime may correct s.Time (a sample taken before the clock was
+	// synchronised) and says what to do with the sample: TimeOK (send it),
+	// TimeHold (not trustworthy yet: released and looked at again a second
+	// later) or TimeUnknown (never datable: dead-lettered by the send loop
+	// with TimeUnknownReason). It must not call the Source itself. It runs
+	// on the send loop and must return quickly. nil = send s.Time.
+	FixTime func(s *reading.Sample) TimeVerdict
 	// OnServerTime receives each NTP-over-MQTT result: the platform's time
 	// at the moment the response arrived, and the round trip. It runs on
 	// the send loop and must return quickly. nil = no NTP.
@@ -113,16 +144,16 @@ type Options struct {
 	ControlTopic string
 
 	// Tuning; tests shorten these.
-	MaxInflight       int           // messages awaiting a reply/PUBACK; 0 = 16
-	ReplyTimeout      time.Duration // 0 = 15s; then the readings are released
-	ConnectTimeout    time.Duration // 0 = 15s
-	BackoffMin        time.Duration // reconnect/retry backoff floor; 0 = 1s
-	BackoffMax        time.Duration // reconnect/retry backoff cap; 0 = 2m
-	LiveWindow        time.Duration // readings younger than this are "live"; 0 = 1m
-	HistoryAge        time.Duration // readings older than this go by history post; 0 = 23h (the platform refuses > 24h in a post)
-	MaxReadingsPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
-	MaxMessageBytes   int           // 0 = 64 KiB; at most 128 KiB (the platform drops > 256 KB)
-	NTPInterval       time.Duration // 0 = 1h; only with OnServerTime
+	MaxInflight     int           // messages awaiting a reply/PUBACK; 0 = 16
+	ReplyTimeout    time.Duration // 0 = 15s; then the readings are released
+	ConnectTimeout  time.Duration // 0 = 15s
+	BackoffMin      time.Duration // reconnect/retry backoff floor; 0 = 1s
+	BackoffMax      time.Duration // reconnect/retry backoff cap; 0 = 2m
+	LiveWindow      time.Duration // readings younger than this are "live"; 0 = 1m
+	HistoryAge      time.Duration // readings older than this go by history post; 0 = 23h (the platform refuses > 24h in a post)
+	MaxValuesPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
+	MaxMessageBytes int           // 0 = 64 KiB; at most 128 KiB (the platform drops > 256 KB)
+	NTPInterval     time.Duration // 0 = 1h; only with OnServerTime
 	// BeatEvery is how often Beat is called while the loop is alive; 0 =
 	// 5 s. Each wake-up costs CPU on an otherwise idle board.
 	BeatEvery time.Duration
@@ -171,8 +202,14 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}
-	if c.MaxReadingsPerMsg == 0 {
-		c.MaxReadingsPerMsg = DefaultMaxReadingsPerMsg
+	if c.MaxValuesPerMsg == 0 {
+		c.MaxValuesPerMsg = DefaultMaxValuesPerMsg
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = DefaultMaxDelay
+	}
+	if c.MaxDelay < 0 {
+		c.MaxDelay = 0
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
@@ -185,8 +222,11 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MaxInflight < 1 {
 		bad("max inflight %d: want at least 1", c.MaxInflight)
 	}
-	if c.MaxReadingsPerMsg < 1 || c.MaxReadingsPerMsg > 200 {
-		bad("max readings per message %d: want 1..200 (the platform refuses more than 200 properties, error 6106)", c.MaxReadingsPerMsg)
+	if c.MaxValuesPerMsg < 1 || c.MaxValuesPerMsg > 200 {
+		bad("max values per message %d: want 1..200 (the platform refuses more than 200 properties, error 6106)", c.MaxValuesPerMsg)
+	}
+	if c.MaxDelay >= c.LiveWindow {
+		bad("max delay %v: want less than the live window %v (waiting samples would turn into backlog)", c.MaxDelay, c.LiveWindow)
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > platformPacketLimit/2 {
 		bad("max message bytes %d: want 1 KiB..128 KiB (the platform drops packets over 256 KB)", c.MaxMessageBytes)

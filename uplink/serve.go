@@ -3,8 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
-	"math"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,15 +13,15 @@ import (
 )
 
 // outMsg is one message on its way: published and awaiting its reply (or
-// PUBACK on a plain broker). Its readings are in flight in the source until
-// the message is acknowledged, dead-lettered or released.
+// PUBACK on a plain broker). Its samples are in flight in the source until
+// every message carrying their values is acknowledged, dead-lettered or
+// released.
 type outMsg struct {
 	kind     kind
-	key      string // Alink id, or "r"+reading id on a plain broker
+	key      string // Alink id, or "m"+id on a plain broker
 	topic    string
 	payload  []byte
-	ids      []reading.ID
-	rs       []reading.Reading // what ids name, kept to split a refused message
+	items    []item // the values it carries, kept to ack exactly and to split a refused message
 	deadline time.Time
 }
 
@@ -31,25 +30,37 @@ type pubResult struct {
 	err error
 }
 
+// heldSample is the send loop's record of a sample it took from the
+// source. A sample is released as a whole (Source.Release takes IDs), so it
+// is released only once no queued or pending message carries any of its
+// values: releasing it earlier would hand out values that are still on
+// their way.
+type heldSample struct {
+	values  int  // values it had when taken
+	msgs    int  // messages (queued or pending) carrying some of them
+	acked   bool // some of its values were acknowledged
+	release bool // a message carrying it failed: release it when msgs is 0
+}
+
 // sendState is owned by the send loop goroutine alone.
 type sendState struct {
+	held       map[reading.ID]*heldSample
 	pending    map[string]*outMsg
-	live       []*outMsg // built from live readings, not yet published
-	backlog    []*outMsg // built from backlog readings, not yet published
-	split      []*outMsg // halves of refused messages, to find the bad readings
-	liveDirty  bool      // readings were appended since the last live Take
-	liveCheck  time.Time // next unconditional live Take
+	live       []*outMsg // built from live samples, not yet published
+	backlog    []*outMsg // built from backlog samples, not yet published
+	split      []*outMsg // halves of refused messages, to find the refused values
+	release    []reading.ID
+	liveDue    time.Time // take live samples then (zero: nothing announced)
 	liveHold   time.Time // no live Take before (time not trustworthy yet)
 	backHold   time.Time // no backlog Take before (empty, or untrustworthy times)
 	pauseUntil time.Time // retry backoff after 429/500/timeouts
 	fails      int       // consecutive retryable failures
 	window     float64   // congestion window (messages in flight), AIMD on 429
-	acks       []reading.ID
 	ntpDue     time.Time
 	ntpSynced  bool
 }
 
-// action is what a platform reply code means for the readings of a message.
+// action is what a platform reply code means for the values of a message.
 type action int
 
 const (
@@ -58,46 +69,28 @@ const (
 	actDeadLetter
 )
 
-// classifyCode decides, per reply code, whether retrying can ever help.
-// 460 (bad parameters), 6106 (over 200 properties), 6203 (topic parse error)
-// and 26001..26010 (data-parsing script errors) reject the message itself:
-// resending it would fail forever, so its readings are dead-lettered. 429
-// and 500 are transient. Anything unknown (including device-level errors
-// such as 6100 device not found or 6204 device disabled, which would
-// otherwise dead-letter the whole buffer) is retried with backoff.
-func classifyCode(code int) action {
-	switch {
-	case code == 200:
-		return actAck
-	case code == 460, code == 6106, code == 6203, code >= 26001 && code <= 26010:
-		return actDeadLetter
-	}
-	return actRetry
-}
-
 func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (err error) {
 	// Publishes outlive ctx by the shutdown grace, so the answers to what is
 	// already in flight can still arrive (see drainInflight).
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	pubDone := make(chan pubResult, c.o.MaxInflight)
-	st := &sendState{pending: map[string]*outMsg{}, liveDirty: true, window: float64(c.o.MaxInflight)}
+	st := &sendState{held: map[reading.ID]*heldSample{}, pending: map[string]*outMsg{}, window: float64(c.o.MaxInflight)}
+	st.liveDue = c.o.Now() // whatever is live already
 	defer func() {
 		cancel()
 		wg.Wait()
-		c.flushAcks(st)
-		var ids []reading.ID
-		for _, m := range st.pending {
-			ids = append(ids, m.ids...)
+		// In flight when the connection ended: send again later. The far
+		// end may have seen some of them (the only source of duplicates).
+		n := 0
+		for id, h := range st.held {
+			st.release = append(st.release, id)
+			n += h.values
 		}
-		for _, m := range append(append(st.live, st.backlog...), st.split...) {
-			ids = append(ids, m.ids...)
-		}
-		if len(ids) > 0 {
-			// In flight when the connection ended: send again later. The far
-			// end may have seen some of them (the only source of duplicates).
-			c.src.Release(ids)
-			c.stats.update(func(s *Stats) { s.Retried += uint64(len(ids)) })
+		st.held = nil
+		c.flushRelease(st)
+		if n > 0 {
+			c.stats.update(func(s *Stats) { s.Retried += uint64(n) })
 		}
 	}()
 	notify := c.src.Notify()
@@ -109,7 +102,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		c.expire(st, now)
 		c.fill(sctx, cl, st, now, &wg, pubDone)
 		c.maybeNTP(cl, st, now)
-		c.flushAcks(st)
+		c.flushRelease(st)
 		c.stats.update(func(s *Stats) { s.Inflight = len(st.pending) })
 		timer.Reset(c.nextWake(st, c.o.Now()))
 		select {
@@ -119,9 +112,12 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		case err := <-lost:
 			return err
 		case <-notify:
-			// Mostly live readings, but a restarted buffer or re-dated
-			// readings may add backlog too: look at both at once.
-			st.liveDirty = true
+			// Mostly live samples: they wait up to MaxDelay for the others
+			// of their round. A restarted buffer or re-dated samples may
+			// add backlog too: look at it at once.
+			if st.liveDue.IsZero() {
+				st.liveDue = c.o.Now().Add(c.o.MaxDelay)
+			}
 			st.backHold = time.Time{}
 		case r := <-pubDone:
 			c.published(st, r)
@@ -129,8 +125,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 			c.handleInbound(cl, st, m)
 		case <-timer.C:
 		}
-		// Take whatever else is already waiting, so acks are flushed to the
-		// source in one call rather than one per reply.
+		// Take whatever else is already waiting before the next round.
 		for i := 0; i < 256; i++ {
 			select {
 			case r := <-pubDone:
@@ -148,8 +143,8 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 
 // drainInflight is the graceful part of a stop: nothing new is sent, but
 // for up to ShutdownGrace the answers to messages already in flight are
-// still taken, so their readings are acknowledged now instead of being
-// sent (and delivered) a second time after the restart.
+// still taken, so their values are acknowledged now instead of being sent
+// (and delivered) a second time after the restart.
 func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, pubDone chan pubResult) {
 	if len(st.pending) == 0 || c.o.ShutdownGrace < 0 {
 		return
@@ -171,7 +166,7 @@ func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, p
 		case <-beat.C:
 			c.beat()
 		}
-		c.flushAcks(st)
+		c.flushRelease(st)
 	}
 }
 
@@ -182,16 +177,28 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 			d = w
 		}
 	}
+	room := len(st.pending) < int(st.window)
 	if st.pauseUntil.After(now) {
 		at(st.pauseUntil)
-	} else if c.lim != nil && len(st.pending) < int(st.window) {
-		// Out of tokens with room in the window: wake when one is back
-		// (at most once, as waking does not spend it).
-		if tk := c.lim.TokensAt(now); tk < 1 {
-			at(now.Add(time.Duration((1 - tk) / float64(c.lim.Limit()) * float64(time.Second))))
+	} else if room {
+		if !st.liveDue.IsZero() {
+			at(st.liveDue)
+			at(st.liveHold)
+		}
+		if n := len(st.live) + len(st.split) + len(st.backlog); n > 0 {
+			// Held back by the rate limit: wake when the window has room
+			// (the limiter runs on the monotonic clock).
+			reserve := backlogReserve
+			if len(st.live) > 0 {
+				reserve = 0
+			}
+			rn := time.Now()
+			if w := c.win.readyAt(rn, reserve).Sub(rn); w < d {
+				d = w
+			}
 		}
 	}
-	if st.backHold.After(now) && len(st.pending) < int(st.window) {
+	if st.backHold.After(now) && room {
 		at(st.backHold)
 	}
 	for _, m := range st.pending {
@@ -203,28 +210,32 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 	return d
 }
 
-func (c *Client) tokenReady(now time.Time) bool {
-	return c.lim == nil || c.lim.TokensAt(now) >= 1
-}
+// backlogReserve is how many slots of the rate window the backlog (and
+// the halves of refused messages) leave to live messages: a live message
+// never waits a whole window behind a catch-up.
+const backlogReserve = 1
 
-func (c *Client) takeToken(now time.Time) bool {
-	return c.lim == nil || c.lim.AllowN(now, 1)
-}
-
-// fill publishes as much as the window, the retry pause and the token
-// bucket allow: live readings first, then the backlog, oldest first.
+// fill publishes as much as the in-flight window, the retry pause and the
+// rate limit allow: live samples first, then halves of refused messages,
+// then the backlog, oldest first.
 func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now time.Time, wg *sync.WaitGroup, pubDone chan pubResult) {
-	for len(st.pending) < int(st.window) && !now.Before(st.pauseUntil) && c.tokenReady(now) {
-		m := c.nextMessage(st, now)
-		if m == nil {
+	for i := 0; i < 1024 && len(st.pending) < int(st.window) && !now.Before(st.pauseUntil); i++ {
+		if rn := time.Now(); c.win.readyAt(rn, 0).After(rn) {
+			return // the rate window is full; nextWake wakes us when it has room
+		}
+		q := c.nextQueue(st, now)
+		if q == nil {
 			return
 		}
-		if !c.takeToken(now) {
-			// Lost the token to the downlink worker: keep the message first
-			// in line.
-			st.live = append([]*outMsg{m}, st.live...)
-			return
+		reserve := backlogReserve
+		if q == &st.live {
+			reserve = 0
 		}
+		if !c.win.take(time.Now(), reserve) {
+			return // the message stays first in line; nextWake wakes us when it may go
+		}
+		m := (*q)[0]
+		*q = (*q)[1:]
 		c.publish(ctx, cl, st, m, now, wg, pubDone)
 	}
 }
@@ -233,9 +244,11 @@ func (c *Client) publish(ctx context.Context, cl mqtt.Client, st *sendState, m *
 	m.deadline = now.Add(c.o.ReplyTimeout)
 	st.pending[m.key] = m
 	tok := cl.Publish(m.topic, 1, false, m.payload)
+	samples := countSamples(m.items)
 	c.stats.update(func(s *Stats) {
 		s.Sent++
-		s.SentReadings += uint64(len(m.ids))
+		s.SentValues += uint64(len(m.items))
+		s.SentSamples += uint64(samples)
 		if s.SentByKind == nil {
 			s.SentByKind = map[string]uint64{}
 		}
@@ -253,6 +266,93 @@ func (c *Client) publish(ctx context.Context, cl mqtt.Client, st *sendState, m *
 	})
 }
 
+// countSamples counts the distinct samples among items (items of one
+// sample are adjacent).
+func countSamples(its []item) int {
+	n := 0
+	for i := range its {
+		if i == 0 || its[i].id != its[i-1].id {
+			n++
+		}
+	}
+	return n
+}
+
+// track notes that m carries values of its samples.
+func (st *sendState) track(m *outMsg) {
+	for i := range m.items {
+		if i > 0 && m.items[i].id == m.items[i-1].id {
+			continue
+		}
+		if h := st.held[m.items[i].id]; h != nil {
+			h.msgs++
+		}
+	}
+}
+
+// finish notes that m is done with (acked, dead-lettered, split, or failed:
+// then its samples are released once no other message carries them).
+func (c *Client) finish(st *sendState, m *outMsg, failed bool) {
+	for i := range m.items {
+		if i > 0 && m.items[i].id == m.items[i-1].id {
+			continue
+		}
+		id := m.items[i].id
+		h := st.held[id]
+		if h == nil {
+			continue
+		}
+		h.msgs--
+		h.release = h.release || failed
+		if h.msgs <= 0 {
+			c.settle(st, id, h)
+		}
+	}
+}
+
+// settle forgets a sample no message carries any more: released when a
+// message failed (its remaining values are sent again), otherwise gone
+// from the source (every value acked or dead-lettered).
+func (c *Client) settle(st *sendState, id reading.ID, h *heldSample) {
+	delete(st.held, id)
+	if h.release {
+		st.release = append(st.release, id)
+		return
+	}
+	if h.acked {
+		c.stats.update(func(s *Stats) { s.AckedSamples++ })
+	}
+}
+
+func (c *Client) flushRelease(st *sendState) {
+	if len(st.release) == 0 {
+		return
+	}
+	c.src.Release(st.release)
+	st.release = nil
+}
+
+// refs addresses m's values: a whole-sample Ref where m carries every value
+// the sample had when taken, one Ref per value otherwise.
+func (st *sendState) refs(m *outMsg) []reading.Ref {
+	refs := make([]reading.Ref, 0, len(m.items))
+	for i := 0; i < len(m.items); {
+		j := i + 1
+		for j < len(m.items) && m.items[j].id == m.items[i].id {
+			j++
+		}
+		if h := st.held[m.items[i].id]; h != nil && h.values == j-i {
+			refs = append(refs, reading.Ref{ID: m.items[i].id})
+		} else {
+			for k := i; k < j; k++ {
+				refs = append(refs, m.items[k].ref())
+			}
+		}
+		i = j
+	}
+	return refs
+}
+
 // published handles a PUBACK (or a failed publish).
 func (c *Client) published(st *sendState, r pubResult) {
 	if st.pending[r.m.key] != r.m {
@@ -260,46 +360,70 @@ func (c *Client) published(st *sendState, r pubResult) {
 	}
 	if r.err != nil {
 		delete(st.pending, r.m.key)
-		c.src.Release(r.m.ids)
-		st.backHold = time.Time{}
-		c.stats.update(func(s *Stats) { s.Retried += uint64(len(r.m.ids)); s.LastErr = r.err.Error() })
+		c.retry(st, r.m)
+		c.stats.update(func(s *Stats) { s.LastErr = r.err.Error() })
 		c.pause(st, c.o.Now())
 		return
 	}
-	if r.m.kind == kindMQTT {
+	if c.p.ackedByPuback() {
 		delete(st.pending, r.m.key)
-		c.acked(st, r.m)
+		c.ack(st, r.m)
 	}
 }
 
-func (c *Client) acked(st *sendState, m *outMsg) {
-	st.acks = append(st.acks, m.ids...)
-	st.fails = 0
-	st.window = min(st.window+0.25, float64(c.o.MaxInflight))
-	if c.lim != nil && float64(c.lim.Limit()) < c.o.MaxMessagesPerSecond {
-		// Additive increase back towards the configured rate after a 429.
-		l := min(float64(c.lim.Limit())+c.o.MaxMessagesPerSecond/50, c.o.MaxMessagesPerSecond)
-		c.lim.SetLimit(rateLimit(l))
-		c.lim.SetBurst(int(math.Ceil(l)))
-	}
-	now := c.o.Now()
-	c.stats.update(func(s *Stats) { s.Acked += uint64(len(m.ids)); s.LastAck = now })
-}
-
-func (c *Client) flushAcks(st *sendState) {
-	if len(st.acks) == 0 {
-		return
-	}
-	ids := st.acks
-	st.acks = nil
-	if err := c.src.Ack(ids); err != nil {
+// ack tells the source that m's values arrived: one Ack call per
+// acknowledged message, so the buffer can count messages per reading.
+func (c *Client) ack(st *sendState, m *outMsg) {
+	if err := c.src.Ack(st.refs(m)); err != nil {
 		// The far end has them; releasing may duplicate but never loses.
-		c.src.Release(ids)
+		c.finish(st, m, true)
 		c.stats.update(func(s *Stats) { s.LastErr = err.Error() })
 		if ok, n := c.gate.allow("ack", c.o.Now()); ok {
-			c.log.Error("acknowledge readings in the buffer", "err", err, "readings", len(ids), "suppressed", n)
+			c.log.Error("acknowledge values in the buffer", "err", err, "values", len(m.items), "suppressed", n)
+		}
+		return
+	}
+	for i := range m.items {
+		if h := st.held[m.items[i].id]; h != nil {
+			h.acked = true
 		}
 	}
+	c.finish(st, m, false)
+	st.fails = 0
+	st.window = min(st.window+0.25, float64(c.o.MaxInflight))
+	c.win.grow() // additive increase back towards the configured rate after a 429
+	now := c.o.Now()
+	c.stats.update(func(s *Stats) {
+		s.AckedMessages++
+		s.Acked += uint64(len(m.items))
+		s.LastAck = now
+	})
+}
+
+// retry releases m's samples (once no other message carries them) to be
+// sent again.
+func (c *Client) retry(st *sendState, m *outMsg) {
+	c.finish(st, m, true)
+	st.backHold = time.Time{}
+	st.liveDue = c.o.Now()
+	c.stats.update(func(s *Stats) { s.Retried += uint64(len(m.items)) })
+}
+
+// deadLetter sets values aside for good, with the reason. On failure their
+// samples are released instead (sent again; never lost).
+func (c *Client) deadLetter(st *sendState, its []item, reason string) bool {
+	refs := make([]reading.Ref, len(its))
+	for i := range its {
+		refs[i] = its[i].ref()
+	}
+	if err := c.src.DeadLetter(refs, reason); err != nil {
+		if ok, n := c.gate.allow("dead-letter", c.o.Now()); ok {
+			c.log.Error("dead-letter values", "err", err, "values", len(its), "suppressed", n)
+		}
+		return false
+	}
+	c.stats.update(func(s *Stats) { s.DeadLettered += uint64(len(its)) })
+	return true
 }
 
 // pause stops sending for a while after a retryable failure; repeated
@@ -325,11 +449,10 @@ func (c *Client) expire(st *sendState, now time.Time) {
 			continue
 		}
 		delete(st.pending, k)
-		c.src.Release(m.ids)
-		st.backHold = time.Time{}
-		c.stats.update(func(s *Stats) { s.Timeouts++; s.Retried += uint64(len(m.ids)) })
+		c.retry(st, m)
+		c.stats.update(func(s *Stats) { s.Timeouts++ })
 		if ok, n := c.gate.allow("timeout", now); ok {
-			c.log.Warn("no reply in time; readings will be sent again", "kind", m.kind.String(), "id", m.key, "readings", len(m.ids), "timeout", c.o.ReplyTimeout, "suppressed", n)
+			c.log.Warn("no reply in time; values will be sent again", "kind", m.kind.String(), "id", m.key, "values", len(m.items), "timeout", c.o.ReplyTimeout, "suppressed", n)
 		}
 		c.pause(st, now)
 	}
@@ -337,54 +460,51 @@ func (c *Client) expire(st *sendState, now time.Time) {
 
 func (c *Client) handleReply(st *sendState, r Reply) {
 	m := st.pending[r.ID]
-	if m == nil || m.kind == kindMQTT {
+	if m == nil || c.p.ackedByPuback() {
 		c.log.Debug("reply for no message in flight (late or duplicate)", "id", r.ID, "code", r.Code)
 		return
 	}
 	delete(st.pending, r.ID)
 	now := c.o.Now()
-	switch classifyCode(r.Code) {
+	switch c.p.classify(r.Code) {
 	case actAck:
-		c.acked(st, m)
+		c.ack(st, m)
 	case actDeadLetter:
-		if len(m.rs) > 1 && m.kind != kindMQTT {
-			// The platform refuses the message, not a reading: halve it and
-			// send the halves, so only the readings that cause the refusal
+		if len(m.items) > 1 {
+			// The platform refuses the message, not a value: halve it and
+			// send the halves, so only the values that cause the refusal
 			// end up dead-lettered (bisection: log2(200) rounds at most).
-			h := len(m.rs) / 2
-			halves := append(c.pack(m.kind, m.rs[:h]), c.pack(m.kind, m.rs[h:])...)
+			h := len(m.items) / 2
+			halves := []*outMsg{c.p.encode(m.kind, m.items[:h:h]), c.p.encode(m.kind, m.items[h:])}
+			for _, x := range halves {
+				st.track(x)
+			}
+			c.finish(st, m, false)
 			st.split = append(halves, st.split...)
-			c.log.Debug("message refused; splitting it to find the readings", "code", r.Code, "id", r.ID, "readings", len(m.rs))
+			c.log.Debug("message refused; splitting it to find the values", "code", r.Code, "id", r.ID, "values", len(m.items))
 			return
 		}
 		reason := fmt.Sprintf("platform refused %s message %s: code %d %s", m.kind, r.ID, r.Code, r.Message)
-		if err := c.src.DeadLetter(m.ids, reason); err != nil {
-			c.src.Release(m.ids)
-			c.log.Error("dead-letter readings", "err", err, "readings", len(m.ids))
-			return
+		ok := c.deadLetter(st, m.items, reason)
+		c.finish(st, m, !ok)
+		if ok {
+			c.log.Warn("value dead-lettered: the platform will never accept it", "code", r.Code, "message", r.Message, "kind", m.kind.String(), "id", r.ID,
+				"sample", m.items[0].id, "property", m.items[0].v.Property)
 		}
-		c.stats.update(func(s *Stats) { s.DeadLettered += uint64(len(m.ids)) })
-		c.log.Warn("readings dead-lettered: the platform will never accept them", "code", r.Code, "message", r.Message, "kind", m.kind.String(), "id", r.ID, "readings", len(m.ids))
 	default:
-		c.src.Release(m.ids)
-		st.backHold = time.Time{}
+		c.retry(st, m)
 		c.stats.update(func(s *Stats) {
-			s.Retried += uint64(len(m.ids))
 			if r.Code == 429 {
 				s.Throttled++
 			}
 			s.LastErr = fmt.Sprintf("platform code %d: %s", r.Code, r.Message)
 		})
 		if r.Code == 429 && !now.Before(st.pauseUntil) {
-			// Multiplicative decrease of rate, burst and window (once per
-			// pause, not per reply of a burst): the platform throttles above
-			// a rate it does not tell us; find it instead of hammering it.
+			// Multiplicative decrease of rate and window (once per pause,
+			// not per reply of a burst): the platform throttles above a
+			// rate it does not tell us; find it instead of hammering it.
 			st.window = max(1, st.window/2)
-			if c.lim != nil {
-				l := max(c.lim.Limit()/2, rateLimit(0.5))
-				c.lim.SetLimit(l)
-				c.lim.SetBurst(max(1, int(l)))
-			}
+			c.win.halve()
 		}
 		if ok, n := c.gate.allow(fmt.Sprintf("code-%d", r.Code), now); ok {
 			c.log.Warn("platform refused a message for now; will retry", "code", r.Code, "message", r.Message, "kind", m.kind.String(), "suppressed", n)
@@ -393,7 +513,7 @@ func (c *Client) handleReply(st *sendState, r Reply) {
 	}
 }
 
-// idleBacklogCheck is how often an idle client looks for readings that
+// idleBacklogCheck is how often an idle client looks for samples that
 // became backlog without a notification (e.g. released after a timeout);
 // busyBacklogCheck is the same while messages are in flight.
 const (
@@ -401,29 +521,26 @@ const (
 	busyBacklogCheck = 200 * time.Millisecond
 )
 
-// nextMessage returns the next message to publish, or nil.
-func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
-	if len(st.live) == 0 && (st.liveDirty || !now.Before(st.liveCheck)) && !now.Before(st.liveHold) {
-		st.liveDirty = false
-		st.liveCheck = now.Add(time.Second)
-		st.live = c.build(st, now, true)
+// nextQueue returns the queue whose first message goes next, or nil.
+func (c *Client) nextQueue(st *sendState, now time.Time) *[]*outMsg {
+	if len(st.live) == 0 && !st.liveDue.IsZero() && !now.Before(st.liveDue) && !now.Before(st.liveHold) {
+		st.liveDue = time.Time{}
+		if full := c.build(st, now, true); full {
+			st.liveDue = now // more live samples than one Take: take again
+		}
 	}
 	if len(st.live) > 0 {
-		m := st.live[0]
-		st.live = st.live[1:]
-		return m
+		return &st.live
 	}
 	if len(st.split) > 0 {
-		m := st.split[0]
-		st.split = st.split[1:]
-		return m
+		return &st.split
 	}
 	if len(st.backlog) == 0 && !now.Before(st.backHold) {
-		st.backlog = c.build(st, now, false)
-		if len(st.backlog) == 0 {
+		c.build(st, now, false)
+		if len(st.backlog) == 0 && !now.Before(st.backHold) {
 			// Nothing old: look again in a while; live data has its own
 			// path, and an append or a release looks again at once. Every
-			// look is a wake-up and a read transaction on an idle board.
+			// look is a wake-up and a read on an idle board.
 			hold := idleBacklogCheck
 			if len(st.pending) > 0 {
 				// Mid-drain, everything left may just be in flight: look
@@ -434,174 +551,148 @@ func (c *Client) nextMessage(st *sendState, now time.Time) *outMsg {
 		}
 	}
 	if len(st.backlog) > 0 {
-		m := st.backlog[0]
-		st.backlog = st.backlog[1:]
-		return m
+		return &st.backlog
 	}
 	return nil
 }
 
-// build takes readings from the source and packs them into messages.
-func (c *Client) build(st *sendState, now time.Time, live bool) []*outMsg {
+// build takes samples from the source and packs them into messages on the
+// live or backlog queue. It reports whether the Take came back full (more
+// may be waiting). Every Source call is made here, in the send loop:
+// FixTime and the packer only return verdicts.
+func (c *Client) build(st *sendState, now time.Time, live bool) (full bool) {
 	f := reading.Filter{Before: now.Add(-c.o.LiveWindow)}
 	if live {
 		f = reading.Filter{NewestFirst: true, NotBefore: now.Add(-c.o.LiveWindow)}
 	}
-	rs, err := c.src.Take(c.o.MaxReadingsPerMsg, f)
+	ss, err := c.src.Take(c.o.MaxValuesPerMsg, f)
 	if err != nil {
 		if ok, k := c.gate.allow("take", now); ok {
-			c.log.Error("take readings from the buffer", "err", err, "suppressed", k)
+			c.log.Error("take samples from the buffer", "err", err, "suppressed", k)
 		}
 		hold := now.Add(time.Second)
 		st.liveHold, st.backHold = hold, hold
-		return nil
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	var ok []reading.Reading
-	var held, bad []reading.ID
-	for i := range rs {
-		r := rs[i]
-		if c.o.FixTime != nil && !c.o.FixTime(&r) {
-			held = append(held, r.ID)
-			continue
+		if live {
+			st.liveDue = hold
 		}
-		if !finite(r.Value) || r.Property == "" {
-			bad = append(bad, r.ID)
-			continue
-		}
-		ok = append(ok, r)
+		return false
 	}
-	if len(bad) > 0 {
-		if err := c.src.DeadLetter(bad, "value is not a finite number or the property name is empty"); err != nil {
-			c.src.Release(bad)
-		} else {
-			c.stats.update(func(s *Stats) { s.DeadLettered += uint64(len(bad)) })
-		}
+	if len(ss) == 0 {
+		return false
 	}
-	if len(held) > 0 {
-		c.src.Release(held)
-		if len(ok) == 0 {
+	values := reading.CountValues(ss)
+	full = values > c.o.MaxValuesPerMsg-len(ss[len(ss)-1].Values)
+	if live {
+		slices.Reverse(ss) // oldest first in the message
+	}
+	p := c.prepare(ss)
+	if len(p.hold) > 0 {
+		c.src.Release(p.hold)
+		if len(p.send) == 0 {
 			// The clock is not trustworthy yet: do not spin on the same
-			// readings; look again in a second.
+			// samples; look again in a second.
 			if live {
 				st.liveHold = now.Add(time.Second)
+				st.liveDue = st.liveHold
 			} else {
 				st.backHold = now.Add(time.Second)
 			}
+			full = false
 			if g, k := c.gate.allow("unsynced", now); g {
-				c.log.Info("holding readings until their time can be trusted", "readings", len(held), "suppressed", k)
+				c.log.Info("holding samples until their time can be trusted", "samples", len(p.hold), "suppressed", k)
 			}
 		}
 	}
-	if len(ok) == 0 {
-		return nil
+	for i, s := range p.send {
+		st.held[s.ID] = &heldSample{values: p.taken[i]}
 	}
-	if c.o.Platform == PlatformMQTT {
-		// One message per topic: a reading alone is a JSON object, the
-		// readings of one sensor taken together (or a backlog) an array.
-		// A message per reading tripled the broker traffic and the CPU
-		// per reading on the board.
-		return c.packMQTT(ok)
+	its := itemsOf(p.send)
+	msgs, tooBig := c.p.pack(its, live, now)
+	for _, m := range msgs {
+		st.track(m)
 	}
-	// By age: older than HistoryAge -> history post (the platform refuses
-	// them in a post); live with each property once -> property post;
-	// everything else -> batch post.
-	var hist, rest []reading.Reading
-	for _, r := range ok {
-		if now.Sub(r.Time) > c.o.HistoryAge {
-			hist = append(hist, r)
-		} else {
-			rest = append(rest, r)
+	refused := append(p.refused, tooBig...)
+	for _, r := range refused {
+		if c.deadLetter(st, r.its, r.reason) {
+			continue
+		}
+		for _, it := range r.its {
+			if h := st.held[it.id]; h != nil {
+				h.release = true
+			} else {
+				st.release = append(st.release, it.id)
+			}
 		}
 	}
-	var out []*outMsg
-	out = append(out, c.pack(kindHistory, hist)...)
-	if len(rest) > 0 {
-		k := kindBatch
-		if live && distinctProps(rest) {
-			k = kindPost
+	for _, s := range p.send {
+		if h := st.held[s.ID]; h != nil && h.msgs == 0 {
+			c.settle(st, s.ID, h) // every value refused
 		}
-		out = append(out, c.pack(k, rest)...)
 	}
-	return out
+	if live {
+		st.live = append(st.live, msgs...)
+	} else {
+		st.backlog = append(st.backlog, msgs...)
+	}
+	return full
 }
 
-func distinctProps(rs []reading.Reading) bool {
-	seen := make(map[string]bool, len(rs))
-	for _, r := range rs {
-		if seen[r.Property] {
-			return false
-		}
-		seen[r.Property] = true
-	}
-	return true
+// prepared is what prepare decided about taken samples; the send loop
+// makes the Source calls it implies.
+type prepared struct {
+	send    []reading.Sample // to pack (values that cannot go are removed)
+	taken   []int            // per send: how many values the sample had when taken
+	hold    []reading.ID     // time not trustworthy yet: release
+	refused []refusal        // never sendable: dead-letter
 }
 
-// pack encodes readings into Alink messages no larger than MaxMessageBytes.
-func (c *Client) pack(k kind, rs []reading.Reading) []*outMsg {
-	return c.fitting(rs, func(rs []reading.Reading) *outMsg {
-		id := c.newID()
-		return &outMsg{
-			kind: k, key: id, payload: encodeAlink(k, id, c.o.ProductKey, c.o.DeviceName, rs), ids: reading.IDs(rs), rs: rs,
-			topic: sysTopic(c.o.ProductKey, c.o.DeviceName, k.topicSuffix()),
+// prepare applies FixTime and checks every value. It calls nothing on the
+// Source.
+func (c *Client) prepare(ss []reading.Sample) prepared {
+	var p prepared
+	for i := range ss {
+		s := ss[i]
+		if c.o.FixTime != nil {
+			switch c.o.FixTime(&s) {
+			case TimeHold:
+				p.hold = append(p.hold, s.ID)
+				continue
+			case TimeUnknown:
+				p.refused = append(p.refused, refusal{its: itemsOf([]reading.Sample{s}), reason: TimeUnknownReason})
+				continue
+			}
 		}
-	})
-}
-
-// fitting builds one message of rs, halving rs until every message fits
-// MaxMessageBytes; a single reading that cannot fit is dead-lettered.
-func (c *Client) fitting(rs []reading.Reading, build func([]reading.Reading) *outMsg) []*outMsg {
-	if len(rs) == 0 {
-		return nil
-	}
-	m := build(rs)
-	if len(m.payload) <= c.o.MaxMessageBytes {
-		return []*outMsg{m}
-	}
-	if len(rs) == 1 {
-		reason := fmt.Sprintf("a single reading encodes to %d bytes, over the %d byte message limit", len(m.payload), c.o.MaxMessageBytes)
-		if err := c.src.DeadLetter(reading.IDs(rs), reason); err != nil {
-			c.src.Release(reading.IDs(rs))
-		} else {
-			c.stats.update(func(s *Stats) { s.DeadLettered++ })
+		var bad []item
+		ok := s.Values[:0:0]
+		for _, v := range s.Values {
+			if !finite(v.Value) || v.Property == "" {
+				bad = append(bad, item{id: s.ID, sensor: s.Sensor, time: s.Time, synced: s.Synced, v: v})
+				continue
+			}
+			ok = append(ok, v)
 		}
-		return nil
-	}
-	h := len(rs) / 2
-	return append(c.fitting(rs[:h], build), c.fitting(rs[h:], build)...)
-}
-
-// packMQTT groups readings by their expanded topic (in order of first
-// appearance) into JSON arrays no larger than MaxMessageBytes.
-func (c *Client) packMQTT(rs []reading.Reading) []*outMsg {
-	var order []string
-	groups := map[string][]reading.Reading{}
-	for _, r := range rs {
-		t := expandTopic(c.o.Topic, c.o.DeviceName, &r)
-		if _, ok := groups[t]; !ok {
-			order = append(order, t)
+		if len(bad) > 0 {
+			p.refused = append(p.refused, refusal{its: bad, reason: "value is not a finite number or the property name is empty"})
+			if len(ok) == 0 {
+				continue
+			}
 		}
-		groups[t] = append(groups[t], r)
+		p.taken = append(p.taken, len(s.Values))
+		s.Values = ok
+		p.send = append(p.send, s)
 	}
-	var out []*outMsg
-	for _, t := range order {
-		out = append(out, c.packTopic(t, groups[t])...)
-	}
-	return out
-}
-
-func (c *Client) packTopic(topic string, rs []reading.Reading) []*outMsg {
-	return c.fitting(rs, func(rs []reading.Reading) *outMsg {
-		return &outMsg{kind: kindMQTT, key: "m" + c.newID(), topic: topic, payload: encodeMQTT(c.o.DeviceName, rs), ids: reading.IDs(rs), rs: rs}
-	})
+	return p
 }
 
 // maybeNTP asks the platform for its time: at connect, again every 30s
-// until one answer came, then every NTPInterval.
+// until one answer came, then every NTPInterval. The request counts
+// against the rate limit like every other message.
 func (c *Client) maybeNTP(cl mqtt.Client, st *sendState, now time.Time) {
-	if c.o.OnServerTime == nil || c.o.Platform != PlatformAliyun || now.Before(st.ntpDue) || !c.takeToken(now) {
+	if now.Before(st.ntpDue) {
+		return
+	}
+	topic, payload, ok := c.p.ntpRequest(now)
+	if !ok || !c.win.take(time.Now(), 0) {
 		return
 	}
 	if st.ntpSynced {
@@ -609,22 +700,25 @@ func (c *Client) maybeNTP(cl mqtt.Client, st *sendState, now time.Time) {
 	} else {
 		st.ntpDue = now.Add(min(30*time.Second, c.o.NTPInterval))
 	}
-	p := fmt.Sprintf(`{"deviceSendTime":"%d"}`, now.UnixMilli())
-	cl.Publish("/ext/ntp/"+c.o.ProductKey+"/"+c.o.DeviceName+"/request", 0, false, p)
+	cl.Publish(topic, 0, false, payload)
+	c.stats.update(func(s *Stats) { s.SentOther++ })
 }
 
 func (c *Client) handleInbound(cl mqtt.Client, st *sendState, m inboundMsg) {
 	now := c.o.Now()
-	pk, dn := c.o.ProductKey, c.o.DeviceName
-	switch {
-	case c.o.Platform == PlatformAliyun && strings.HasPrefix(m.topic, sysTopic(pk, dn, "thing/event/property/")) && strings.HasSuffix(m.topic, "_reply"):
+	if m.topic == c.o.ControlTopic {
+		c.toWorker(cl, m)
+		return
+	}
+	switch c.p.sort(m.topic) {
+	case inReply:
 		r, err := DecodeReply(m.payload)
 		if err != nil {
 			c.refuse(m.topic, err)
 			return
 		}
 		c.handleReply(st, r)
-	case c.o.Platform == PlatformAliyun && m.topic == "/ext/ntp/"+pk+"/"+dn+"/response":
+	case inNTP:
 		r, err := DecodeNTPResponse(m.payload)
 		if err != nil {
 			c.refuse(m.topic, err)
@@ -637,15 +731,18 @@ func (c *Client) handleInbound(cl mqtt.Client, st *sendState, m inboundMsg) {
 		if c.o.OnServerTime != nil {
 			c.o.OnServerTime(server, rtt)
 		}
-	case c.o.Platform == PlatformAliyun && m.topic == sysTopic(pk, dn, topicPropertySet),
-		m.topic == c.o.ControlTopic:
-		select {
-		case c.jobs <- job{topic: m.topic, payload: m.payload, conn: cl}:
-		default:
-			c.refuse(m.topic, fmt.Errorf("downlink worker busy"))
-		}
+	case inDownlink:
+		c.toWorker(cl, m)
 	default:
 		c.refuse(m.topic, fmt.Errorf("no handler for this topic"))
+	}
+}
+
+func (c *Client) toWorker(cl mqtt.Client, m inboundMsg) {
+	select {
+	case c.jobs <- job{topic: m.topic, payload: m.payload, conn: cl}:
+	default:
+		c.refuse(m.topic, fmt.Errorf("downlink worker busy"))
 	}
 }
 

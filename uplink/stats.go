@@ -10,12 +10,16 @@ type Stats struct {
 	Connected       bool
 	Connects        uint64 // successful connections
 	ConnectFailures uint64
-	Sent            uint64 // messages published (all kinds)
-	SentReadings    uint64 // readings carried by them (a retried reading counts again)
+	Sent            uint64 // data messages published (posts; a resend counts again)
+	SentValues      uint64 // values carried by them (a retried value counts again)
+	SentSamples     uint64 // samples carried by them, counted once per message
 	SentByKind      map[string]uint64
-	Acked           uint64 // readings acknowledged to the source
-	DeadLettered    uint64 // readings set aside for good
-	Retried         uint64 // readings released after a failure, to be sent again
+	SentOther       uint64 // other messages published: NTP requests, downlink replies
+	AckedMessages   uint64 // data messages acknowledged (reply 200 or PUBACK)
+	Acked           uint64 // values acknowledged to the source
+	AckedSamples    uint64 // samples done with some value acknowledged
+	DeadLettered    uint64 // values set aside for good
+	Retried         uint64 // values released after a failure, to be sent again
 	Throttled       uint64 // 429 replies from the platform
 	Timeouts        uint64 // messages without a reply in time
 	Inflight        int    // messages awaiting their reply or PUBACK
@@ -27,6 +31,16 @@ type Stats struct {
 	// ServerTimeOffset is the platform clock minus ours from the last NTP
 	// exchange (zero before one completed).
 	ServerTimeOffset time.Duration
+}
+
+// MessagesPerSample is acknowledged data messages per acknowledged sample
+// (a sample is one sensor read, a "reading"): 1/3 when three sensors
+// sampled together share one message. 0 before any ack.
+func (s Stats) MessagesPerSample() float64 {
+	if s.AckedSamples == 0 {
+		return 0
+	}
+	return float64(s.AckedMessages) / float64(s.AckedSamples)
 }
 
 type statsBox struct {

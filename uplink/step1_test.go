@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gatewayd/internal/iotsim"
+	"gatewayd/internal/reading"
 	"gatewayd/internal/testutil"
 	"gatewayd/uplink"
 )
@@ -18,7 +19,7 @@ func TestUplinkToIotsimOverTLS(t *testing.T) {
 	s := startSim(t, nil)
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
-	rs := src.Add(liveReadings(3, time.Now().Add(-time.Second))...)
+	rs := src.Add(liveSamples(1, time.Now().Add(-time.Second))...)
 
 	// First the platform answers 500: nothing may be acked.
 	s.SetReplyFunc(func(iotsim.Post) (int, string) { return 500, "server error" })
@@ -48,15 +49,15 @@ func TestUplinkToIotsimOverTLS(t *testing.T) {
 	if len(acc) != 3 {
 		t.Fatalf("accepted %d values, want 3: %+v", len(acc), acc)
 	}
-	for i, r := range rs {
+	for i, v := range rs[0].Values {
 		a := acc[0]
 		for _, x := range acc {
-			if x.Property == r.Property {
+			if x.Property == v.Property {
 				a = x
 			}
 		}
-		if a.Property != r.Property || a.Value != r.Value || !a.Time.Equal(r.Time) || a.Kind != "post" || a.DeviceName != dn {
-			t.Errorf("reading %d: accepted %+v, sent %+v", i, a, r)
+		if a.Property != v.Property || a.Value != v.Value || !a.Time.Equal(rs[0].Time) || a.Kind != "post" || a.DeviceName != dn {
+			t.Errorf("value %d: accepted %+v, sent %+v", i, a, v)
 		}
 		if !strings.Contains(a.Raw, ".") {
 			t.Errorf("float %s without a decimal point", a.Raw)
@@ -66,7 +67,7 @@ func TestUplinkToIotsimOverTLS(t *testing.T) {
 		t.Fatalf("source contract violated: %v", v)
 	}
 	st := c.Stats()
-	if st.Acked != 3 || st.Retried < 3 || st.LastAck.IsZero() || st.Connects < 1 {
+	if st.Acked != 3 || st.AckedMessages != 1 || st.AckedSamples != 1 || st.Retried < 3 || st.LastAck.IsZero() || st.Connects < 1 || src.AckCalls() != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	if !strings.Contains(s.out.String(), dn+" temperature=20.0 taken=") {
@@ -80,7 +81,7 @@ func TestWrongSecretRefused(t *testing.T) {
 	s := startSim(t, nil)
 	log, lines := newLogger(t)
 	src := testutil.NewMemSource()
-	src.Add(liveReadings(3, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	o := simOptions(s, log)
 	o.DeviceSecret = "not-the-secret"
 	o.BackoffMin, o.BackoffMax = time.Second, 2*time.Minute // the defaults
@@ -121,7 +122,7 @@ func TestMQTTThroughMosquittoTLS(t *testing.T) {
 	sub := subscribe(t, "ssl://"+m.Addr, tlsTo(t, ca.File), "sensors/#", nil)
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
-	rs := src.Add(liveReadings(6, time.Now().Add(-2*time.Second))...)
+	rs := src.Add(liveSamples(2, time.Now().Add(-2*time.Second))...)
 	c := newClient(t, uplink.Options{
 		Platform: "mqtt", DeviceName: dn, Broker: "tls://" + m.Addr, CAFile: ca.File,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 400 * time.Millisecond, Logger: log,
@@ -130,14 +131,18 @@ func TestMQTTThroughMosquittoTLS(t *testing.T) {
 	if !testutil.Eventually(10*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 }) {
 		t.Fatalf("not all acked: %+v\n%s", c.Stats(), m.Log())
 	}
-	byID := map[uint64]map[string]any{}
+	type vkey struct {
+		id uint64
+		m  string
+	}
+	byID := map[vkey]map[string]any{}
 	decode := func() {
 		for _, msg := range sub.messages() {
 			if msg.Topic() != "sensors/"+dn+"/air" {
 				t.Errorf("topic %q", msg.Topic())
 			}
-			// One message per topic: an object for a reading alone, an
-			// array for the readings that share the topic.
+			// One message per topic: an object for a value alone, an
+			// array for the values that share the topic.
 			var ps []map[string]any
 			if err := json.Unmarshal(msg.Payload(), &ps); err != nil {
 				var p map[string]any
@@ -147,21 +152,24 @@ func TestMQTTThroughMosquittoTLS(t *testing.T) {
 				ps = []map[string]any{p}
 			}
 			for _, p := range ps {
-				byID[uint64(p["id"].(float64))] = p
+				byID[vkey{uint64(p["id"].(float64)), p["measurement"].(string)}] = p
 			}
 		}
 	}
-	if !testutil.Eventually(5*time.Second, func() bool { decode(); return len(byID) >= len(rs) }) {
-		t.Fatalf("subscriber got %d readings", len(byID))
+	if !testutil.Eventually(5*time.Second, func() bool { decode(); return len(byID) >= 6 }) {
+		t.Fatalf("subscriber got %d values", len(byID))
 	}
 	stop()
 	for _, r := range rs {
-		p := byID[uint64(r.ID)]
-		if p == nil || p["value"] != r.Value || int64(p["time_ms"].(float64)) != r.Time.UnixMilli() || p["property"] != r.Property {
-			t.Errorf("reading %d: got %v", r.ID, p)
+		for _, v := range r.Values {
+			p := byID[vkey{uint64(r.ID), v.Measurement}]
+			if p == nil || p["value"] != reading.Round(v.Value, v.Resolution) || int64(p["time_ms"].(float64)) != r.Time.UnixMilli() || p["property"] != v.Property || p["unit"] != v.Unit {
+				t.Errorf("sample %d %s: got %v", r.ID, v.Measurement, p)
+			}
 		}
 	}
-	if st := c.Stats(); st.Acked != uint64(len(rs)) {
-		t.Errorf("stats %+v", st)
+	// Both samples were live together: one message within max_delay.
+	if st := c.Stats(); st.Acked != 6 || st.AckedMessages != 1 || len(sub.messages()) != 1 {
+		t.Errorf("%d messages; stats %+v", len(sub.messages()), st)
 	}
 }

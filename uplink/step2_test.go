@@ -14,6 +14,7 @@ import (
 	"gatewayd/internal/iotsim"
 	"gatewayd/internal/reading"
 	"gatewayd/internal/testutil"
+	"gatewayd/uplink"
 )
 
 type key struct {
@@ -22,7 +23,9 @@ type key struct {
 	ms    int64
 }
 
-func keyOf(r reading.Reading) key { return key{r.Property, r.Value, r.Time.UnixMilli()} }
+func keyOf(s reading.Sample) key {
+	return key{s.Values[0].Property, s.Values[0].Value, s.Time.UnixMilli()}
+}
 
 // An outage while readings keep coming, then recovery: every reading
 // arrives, with its original time, by the message kind its age calls for;
@@ -32,12 +35,12 @@ func TestOutageAndRecovery(t *testing.T) {
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
 	now := time.Now()
-	var all []reading.Reading
+	var all []reading.Sample
 	n := 0
-	mk := func(at time.Time) reading.Reading {
+	mk := func(at time.Time) reading.Sample {
 		n++
 		p := []string{"temperature", "humidity", "pressure"}[n%3]
-		return reading.Reading{Sensor: "air", Measurement: p, Property: p, Value: float64(n) + 0.5, Time: at.Truncate(time.Millisecond), Synced: true}
+		return one("air", p, float64(n)+0.5, at)
 	}
 	// Backlog from before: a day and more old (history) and hours old (batch).
 	for i := 0; i < 30; i++ {
@@ -46,7 +49,8 @@ func TestOutageAndRecovery(t *testing.T) {
 	}
 	o := simOptions(s, log)
 	o.LiveWindow = 500 * time.Millisecond
-	o.MaxReadingsPerMsg = 20
+	o.MaxDelay = 100 * time.Millisecond
+	o.MaxValuesPerMsg = 20
 	c := newClient(t, o, src)
 	stop := run(t, c)
 
@@ -114,9 +118,11 @@ func TestOutageAndRecovery(t *testing.T) {
 	}
 	st := c.Stats()
 	if uint64(dups) > st.Retried {
-		t.Errorf("%d duplicates but only %d readings were ever released for a resend", dups, st.Retried)
+		t.Errorf("%d duplicates but only %d values were ever released for a resend", dups, st.Retried)
 	}
-	if st.Connects < 2 || st.SentByKind["history"] == 0 || st.SentByKind["batch"] == 0 || st.SentByKind["post"] == 0 {
+	// Live samples of one sensor coalesced over max_delay repeat their
+	// properties: they go by batch post too.
+	if st.Connects < 2 || st.SentByKind["history"] == 0 || st.SentByKind["batch"] == 0 || st.AckedMessages >= st.AckedSamples/2 {
 		t.Errorf("stats %+v", st)
 	}
 	if v := src.Violations(); len(v) > 0 {
@@ -125,9 +131,10 @@ func TestOutageAndRecovery(t *testing.T) {
 	t.Logf("%d readings, %d duplicates, stats %+v", len(all), dups, st)
 }
 
-// A 460 refuses a message; the uplink finds and dead-letters exactly the
-// readings that cause it while the rest flow on.
-func TestCode460DeadLettersOnlyTheBadReadings(t *testing.T) {
+// A 460 refuses a message; the uplink splits it down to the values that
+// cause it and dead-letters exactly those values, not their samples: the
+// other values of the same samples are acked, and everything else flows on.
+func TestCode460DeadLettersOnlyTheBadValues(t *testing.T) {
 	s := startSim(t, nil)
 	s.SetReplyFunc(func(p iotsim.Post) (int, string) {
 		for _, v := range p.Values {
@@ -139,16 +146,19 @@ func TestCode460DeadLettersOnlyTheBadReadings(t *testing.T) {
 	})
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
-	var bad = map[reading.ID]bool{}
+	bad := map[reading.Ref]bool{}
+	total := 0
 	at := time.Now().Add(-time.Hour)
 	for i := 0; i < 120; i++ {
-		p := "temperature"
+		smp := one("air", "temperature", float64(i)+0.25, at.Add(time.Duration(i)*time.Second))
+		smp.Values = append(smp.Values, reading.Value{Measurement: "humidity", Property: "humidity", Value: 40.5})
 		if i%37 == 5 {
-			p = "bad"
+			smp.Values = append(smp.Values, reading.Value{Measurement: "odd", Property: "bad", Value: 1.5})
 		}
-		r := src.Add(reading.Reading{Sensor: "air", Property: p, Value: float64(i) + 0.25, Time: at.Add(time.Duration(i) * time.Second)})
-		if p == "bad" {
-			bad[r[0].ID] = true
+		r := src.Add(smp)[0]
+		total += len(r.Values)
+		if i%37 == 5 {
+			bad[reading.Ref{ID: r.ID, Measurement: "odd"}] = true
 		}
 	}
 	c := newClient(t, simOptions(s, log), src)
@@ -159,18 +169,32 @@ func TestCode460DeadLettersOnlyTheBadReadings(t *testing.T) {
 	stop()
 	dead := src.DeadLetters()
 	if len(dead) != len(bad) {
-		t.Fatalf("dead-lettered %d readings, want exactly the %d bad ones: %v", len(dead), len(bad), dead)
+		t.Fatalf("dead-lettered %d values, want exactly the %d bad ones: %v", len(dead), len(bad), dead)
 	}
-	for id, reason := range dead {
-		if !bad[id] || !strings.Contains(reason, "460") {
-			t.Errorf("reading %d dead-lettered (%q)", id, reason)
+	for ref, reason := range dead {
+		if !bad[ref] || !strings.Contains(reason, "460") {
+			t.Errorf("value %v dead-lettered (%q)", ref, reason)
 		}
 	}
-	if _, acked, _, _ := src.Counts(); acked != 120-len(bad) {
-		t.Errorf("acked %d, want %d", acked, 120-len(bad))
+	acks := src.AckCounts()
+	for ref := range bad {
+		for _, m := range []string{"temperature", "humidity"} {
+			if acks[reading.Ref{ID: ref.ID, Measurement: m}] != 1 {
+				t.Errorf("sample %d: %s not acked once beside its refused value", ref.ID, m)
+			}
+		}
 	}
-	if st := c.Stats(); st.DeadLettered != uint64(len(bad)) {
+	if _, acked, _, _ := src.Counts(); acked != total-len(bad) {
+		t.Errorf("acked %d, want %d", acked, total-len(bad))
+	}
+	if st := c.Stats(); st.DeadLettered != uint64(len(bad)) || st.Acked != uint64(total-len(bad)) {
 		t.Errorf("stats %+v", st)
+	}
+	if st := c.Stats(); uint64(src.AckCalls()) != st.AckedMessages {
+		t.Errorf("%d Ack calls for %d acknowledged messages: want one per message", src.AckCalls(), st.AckedMessages)
+	}
+	if v := src.Violations(); len(v) > 0 {
+		t.Fatal(v)
 	}
 }
 
@@ -182,11 +206,11 @@ func TestThrottleStormSlowsDownWithoutLoss(t *testing.T) {
 	src := testutil.NewMemSource()
 	at := time.Now().Add(-time.Hour)
 	for i := 0; i < 150; i++ {
-		src.Add(reading.Reading{Sensor: "air", Property: "temperature", Value: float64(i) + 0.5, Time: at.Add(time.Duration(i) * time.Second)})
+		src.Add(one("air", "temperature", float64(i)+0.5, at.Add(time.Duration(i)*time.Second)))
 	}
 	o := simOptions(s, log)
 	o.MaxMessagesPerSecond = 200
-	o.MaxReadingsPerMsg = 10
+	o.MaxValuesPerMsg = 10
 	o.BackoffMin, o.BackoffMax = 50*time.Millisecond, 300*time.Millisecond
 	c := newClient(t, o, src)
 	start := time.Now()
@@ -237,22 +261,23 @@ func TestLiveNotStarvedByBacklog(t *testing.T) {
 	src := testutil.NewMemSource()
 	at := time.Now().Add(-3 * time.Hour)
 	for i := 0; i < 400; i++ {
-		src.Add(reading.Reading{Sensor: "air", Property: "humidity", Value: float64(i) + 0.5, Time: at.Add(time.Duration(i) * time.Second)})
+		src.Add(one("air", "humidity", float64(i)+0.5, at.Add(time.Duration(i)*time.Second)))
 	}
 	o := simOptions(s, log)
 	o.MaxMessagesPerSecond = 10
-	o.MaxReadingsPerMsg = 5 // the backlog needs 80 messages: 8 s
+	o.MaxDelay = 100 * time.Millisecond
+	o.MaxValuesPerMsg = 5 // the backlog needs 80 messages: 8.8 s
 	c := newClient(t, o, src)
 	stop := run(t, c)
 	defer stop()
 	time.Sleep(700 * time.Millisecond)
 	for i := 0; i < 3; i++ {
 		sent := time.Now()
-		live := src.Add(reading.Reading{Sensor: "air", Property: "temperature", Value: 1000.5 + float64(i), Time: sent.Truncate(time.Millisecond)})
+		live := src.Add(one("air", "temperature", 1000.5+float64(i), sent))
 		if !testutil.Eventually(3*time.Second, func() bool { return !src.Has(live[0].ID) }) {
 			t.Fatalf("live reading %d not acked within 3s", i)
 		}
-		if d := time.Since(sent); d > 600*time.Millisecond {
+		if d := time.Since(sent); d > 600*time.Millisecond+o.MaxDelay {
 			t.Errorf("live reading took %v behind the backlog", d)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -296,8 +321,8 @@ func (c *control) Interval(sensor string) (time.Duration, bool) {
 	return d, ok
 }
 
-func (c *control) ReadNow(ctx context.Context) ([]reading.Reading, error) {
-	return []reading.Reading{{Sensor: "air", Property: "temperature", Value: 21.5, Time: time.Now()}}, nil
+func (c *control) ReadNow(ctx context.Context) ([]reading.Sample, error) {
+	return []reading.Sample{one("air", "temperature", 21.5, time.Now())}, nil
 }
 
 func (c *control) Status() map[string]any { return map[string]any{"sensors": len(c.iv)} }
@@ -473,7 +498,7 @@ func TestCAFileAddsOrReplaces(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			log, _ := newLogger(t)
 			src := testutil.NewMemSource()
-			src.Add(liveReadings(1, time.Now())...)
+			src.Add(liveSamples(1, time.Now())...)
 			o := simOptions(s, log)
 			o.CAFile, o.CAReplace = tc.ca, tc.replace
 			c := newClient(t, o, src)
@@ -503,7 +528,7 @@ func TestMessageSizeBound(t *testing.T) {
 	src := testutil.NewMemSource()
 	at := time.Now().Add(-time.Hour)
 	for i := 0; i < 200; i++ {
-		src.Add(reading.Reading{Sensor: "air", Property: fmt.Sprintf("p%03d_%s", i, strings.Repeat("x", 40)), Value: 1.5, Time: at})
+		src.Add(one("air", fmt.Sprintf("p%03d_%s", i, strings.Repeat("x", 40)), 1.5, at))
 	}
 	o := simOptions(s, log)
 	o.MaxMessageBytes = 2048
@@ -530,20 +555,22 @@ func TestFixTimeHoldsAndRedates(t *testing.T) {
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
 	bogus := time.Date(1970, 1, 1, 0, 0, 5, 0, time.UTC) // a board without an RTC
-	r := src.Add(reading.Reading{Sensor: "air", Property: "temperature", Value: 21.5, Time: bogus, Mono: 5 * time.Second})
+	smp := one("air", "temperature", 21.5, bogus)
+	smp.Mono, smp.Synced = 5*time.Second, false
+	r := src.Add(smp)
 	var mu sync.Mutex
 	synced := false
 	boot := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	var beats int
 	o := simOptions(s, log)
-	o.FixTime = func(r *reading.Reading) bool {
+	o.FixTime = func(s *reading.Sample) uplink.TimeVerdict {
 		mu.Lock()
 		defer mu.Unlock()
 		if !synced {
-			return false
+			return uplink.TimeHold
 		}
-		r.Time = boot.Add(r.Mono)
-		return true
+		s.Time = boot.Add(s.Mono)
+		return uplink.TimeOK
 	}
 	o.Beat = func() { mu.Lock(); beats++; mu.Unlock() }
 	c := newClient(t, o, src)
@@ -593,7 +620,7 @@ func TestPlainTCPSecuremode3(t *testing.T) {
 	s := startSim(t, nil)
 	log, _ := newLogger(t)
 	src := testutil.NewMemSource()
-	src.Add(liveReadings(2, time.Now())...)
+	src.Add(liveSamples(1, time.Now())...)
 	o := simOptions(s, log)
 	o.Endpoint, o.TLS, o.SignMethod = s.TCPAddr(), false, "hmacmd5"
 	c := newClient(t, o, src)

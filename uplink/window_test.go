@@ -1,0 +1,92 @@
+package uplink
+
+import (
+	"testing"
+	"time"
+)
+
+// The sliding window lets at most n events into any window of its span,
+// where a token bucket with burst n lets 2n into one second.
+func TestWindowTable(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	base := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		n     int
+		tries []time.Duration // attempt times
+		want  string          // y = allowed, n = refused
+	}{
+		{"burst of n then refusals", 3, []time.Duration{0, 0, 0, 0, ms(500)}, "yyynn"},
+		{"room again one span after the oldest", 3, []time.Duration{0, ms(10), ms(20), ms(1099), ms(1100), ms(1105), ms(1110)}, "yyynyny"},
+		{"steady pace at n per span", 2, []time.Duration{0, ms(550), ms(1100), ms(1650), ms(2200)}, "yyyyy"},
+		{"the bucket's 2n: full bucket plus refill", 4, []time.Duration{0, 0, 0, 0, ms(999), ms(999), ms(999), ms(999)}, "yyyynnnn"},
+		{"one per span", 1, []time.Duration{0, ms(1), ms(1099), ms(1100), ms(2199), ms(2200)}, "ynnyny"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWindow(float64(tc.n), time.Second+windowGuard)
+			got := ""
+			for _, d := range tc.tries {
+				if w.take(base.Add(d), 0) {
+					got += "y"
+				} else {
+					got += "n"
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// Whatever the pattern of attempts, no window of the span ever holds more
+// than n allowed events; readyAt names the first instant that is allowed.
+func TestWindowNeverOverfills(t *testing.T) {
+	const n = 5
+	span := time.Second + windowGuard
+	w := newWindow(n, span)
+	base := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	var allowed []time.Time
+	at := base
+	for i := 0; i < 5000; i++ {
+		at = at.Add(time.Duration((i*7919)%97) * time.Millisecond) // irregular, often bursty
+		r := w.readyAt(at, 0)
+		ok := w.take(at, 0)
+		if ok != !r.After(at) {
+			t.Fatalf("readyAt %v but take at %v = %v", r.Sub(base), at.Sub(base), ok)
+		}
+		if !ok && !w.take(r, 0) {
+			t.Fatalf("not allowed at readyAt %v", r.Sub(base))
+		} else if !ok {
+			at = r
+		}
+		allowed = append(allowed, at)
+	}
+	for i := n; i < len(allowed); i++ {
+		if d := allowed[i].Sub(allowed[i-n]); d < span {
+			t.Fatalf("events %d and %d only %v apart: %d in one window", i-n, i, d, n+1)
+		}
+	}
+	// The backlog's reserve keeps the last slot of a window for live data.
+	r := newWindow(3, span)
+	if !r.take(base, 1) || !r.take(base, 1) || r.take(base, 1) || !r.take(base, 0) || r.take(base, 0) {
+		t.Fatal("reserve 1 of 3: want two backlog events, then only a live one")
+	}
+	if one := newWindow(1, span); !one.take(base, 1) {
+		t.Fatal("a limit of 1 must not be reserved away")
+	}
+	// A 429 halves the limit; successes bring it back.
+	w.halve()
+	if w.current() != 2 {
+		t.Fatalf("after halve: %d", w.current())
+	}
+	for i := 0; i < 50; i++ {
+		w.grow()
+	}
+	if w.current() != n {
+		t.Fatalf("after growing: %d", w.current())
+	}
+	if newWindow(-1, span) != nil || !(*window)(nil).take(base, 0) {
+		t.Fatal("a negative rate must mean unlimited")
+	}
+}
