@@ -90,7 +90,7 @@ func scenario(tb testing.TB, dir string, group, online bool, n, perWindow, backl
 			if err != nil || len(got) != 1 {
 				tb.Fatalf("take: %v %d", err, len(got))
 			}
-			if err := b.Ack(reading.IDs(got)); err != nil {
+			if err := b.Ack(reading.Refs(got)); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -135,7 +135,7 @@ func stockNaive(tb testing.TB, dir string, online bool, n int) float64 {
 	for i := range rs {
 		rs[i].ID = reading.ID(i + 1)
 		k := idKey(rs[i].ID)
-		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReadings).Put(k, encodeRecord(&rs[i])) }); err != nil {
+		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketReadings).Put(k, encodeV1(&rs[i])) }); err != nil {
 			tb.Fatal(err)
 		}
 		if online {
@@ -256,7 +256,7 @@ func drainRun(tb testing.TB, dir string, interval time.Duration, n int) float64 
 		if err != nil || len(rs) == 0 {
 			tb.Fatalf("take after %d: %v", got, err)
 		}
-		if err := b.Ack(reading.IDs(rs)); err != nil {
+		if err := b.Ack(reading.Refs(rs)); err != nil {
 			tb.Fatal(err)
 		}
 		got += len(rs)

@@ -12,9 +12,9 @@ import (
 
 // fillPast appends readings well past what maxSize holds, committing as the
 // loop would, and checks the file never outgrows the bound.
-func fillPast(t *testing.T, b *Buffer, path string, maxSize int64, n int) []reading.Reading {
+func fillPast(t *testing.T, b *Buffer, path string, maxSize int64, n int) []reading.Sample {
 	t.Helper()
-	var all []reading.Reading
+	var all []reading.Sample
 	for i := 0; i < n; i += 200 {
 		rs := mkReadings(i, 200)
 		mustAppend(t, b, rs)
@@ -82,7 +82,7 @@ func TestMaxSizeDropNewest(t *testing.T) {
 		t.Fatalf("drop-newest kept %d..%d of %d..%d", got[0].ID, got[len(got)-1].ID, all[0].ID, all[len(all)-1].ID)
 	}
 	// Draining makes room again: new readings are kept.
-	if err := b.Ack(reading.IDs(got)); err != nil {
+	if err := b.Ack(reading.Refs(got)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.commit(); err != nil {
@@ -139,7 +139,7 @@ func TestMaxAge(t *testing.T) {
 func TestMaxSizeLowered(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.db")
 	b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
-	fillPast(t, b, path, 1<<30, 20000)
+	fillPast(t, b, path, 1<<30, 60000)
 	closeBuf(t, b)
 	fi, _ := os.Stat(path)
 	const maxSize = 1 << 20

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -32,7 +32,7 @@ const (
 	ReasonMaxAge   = "max_age"   // older than Options.MaxAge
 	ReasonDiskFull = "disk_full" // the disk is full and commits kept failing
 	// ReasonWriteError: commits kept failing for another reason (an I/O
-	// error) and the readings held in memory meanwhile hit their bound.
+	// error) and the samples held in memory meanwhile hit their bound.
 	ReasonWriteError = "write_error"
 )
 
@@ -45,7 +45,7 @@ const (
 // idBlock is how many IDs one durable reservation covers. A reservation is
 // written before an ID from it is handed out, so IDs are never reused even
 // when the clock jumps back (boards without an RTC boot in the past) and
-// readings that were acked before their commit never reached the file.
+// samples that were acked before their commit never reached the file.
 const idBlock = 1 << 20
 
 // Options configure a Buffer. The zero value of each field is usable except
@@ -53,7 +53,7 @@ const idBlock = 1 << 20
 type Options struct {
 	Path    string        // bbolt file; its directory is created if missing
 	MaxSize int64         // bytes on disk; 0 = unbounded
-	MaxAge  time.Duration // readings with a synced Time older than this are dropped; 0 = unbounded
+	MaxAge  time.Duration // samples with a synced Time older than this are dropped; 0 = unbounded
 	// WhenFull is what MaxSize (and a full disk) drops: "drop-oldest"
 	// (default, "" means it) or "drop-newest".
 	WhenFull string
@@ -71,7 +71,7 @@ type Options struct {
 	Logger      *slog.Logger // nil = slog.Default()
 
 	// onCommit, if set (by tests only), is called after each successful
-	// commit with the IDs it wrote and the acked IDs it deleted.
+	// commit with the IDs it wrote and the IDs it deleted.
 	onCommit func(written, deleted []reading.ID)
 	// compactMin and compactEvery override the compaction thresholds
 	// (tests only; zero means the defaults in compact.go).
@@ -79,17 +79,19 @@ type Options struct {
 	compactEvery time.Duration
 }
 
-// Stats describe the buffer. Between commits Depth is exact for readings
-// appended and acked in this process; readings dropped by policy leave it at
-// the commit that drops them.
+// Stats describe the buffer. A "reading" is a sample: one sensor read with
+// its values. Between commits Depth is exact for samples appended and acked
+// in this process; samples dropped by policy leave it at the commit that
+// drops them.
 type Stats struct {
-	Depth        int               `json:"depth"`          // readings waiting to be acked (committed or not)
-	Bytes        int64             `json:"bytes"`          // size of the file on disk
+	Depth        int               `json:"depth"`          // samples waiting to be acked (committed or not)
+	Values       int               `json:"values"`         // their values not yet acked or dead-lettered
+	Bytes        int64             `json:"bytes"`          // size of the files on disk (bbolt and journal)
 	Pending      int               `json:"pending"`        // appended but not yet committed
-	InFlight     int               `json:"in_flight"`      // handed out by Take, not yet acked or released
-	OldestUnsent time.Time         `json:"oldest_unsent"`  // Time of the oldest waiting reading; zero if none
-	DeadLetters  int               `json:"dead_letters"`   // readings set aside by DeadLetter
-	Drops        map[string]uint64 `json:"drops"`          // readings dropped, by reason (this process)
+	InFlight     int               `json:"in_flight"`      // samples handed out by Take, not yet acked or released
+	OldestUnsent time.Time         `json:"oldest_unsent"`  // Time of the oldest waiting sample; zero if none
+	DeadLetters  int               `json:"dead_letters"`   // dead letters (a sample's values set aside together)
+	Drops        map[string]uint64 `json:"drops"`          // samples dropped, by reason (this process)
 	Commits      uint64            `json:"commits"`        // commit windows made durable (journal or bbolt)
 	CommitErrors uint64            `json:"commit_errors"`  // failed commits (retried)
 	LastCommit   time.Time         `json:"last_commit"`    // zero if none yet
@@ -97,26 +99,13 @@ type Stats struct {
 	Compactions  uint64            `json:"compactions"`    // files rewritten to reclaim space
 	CorruptFiles uint64            `json:"corrupt_files"`  // corrupt files set aside at open
 	NextID       reading.ID        `json:"next_id,string"` // the ID the next Append assigns
-}
-
-type entry struct {
-	r   reading.Reading
-	enc []byte
-	// journaled: durable in the journal, not yet folded into bbolt.
-	journaled bool
-}
-
-type deadEntry struct {
-	e      *entry
-	reason string
-	// journaled: the dead letter is durable in the journal.
-	journaled bool
-}
-
-// jdead is a dead letter to be written to the journal.
-type jdead struct {
-	id     reading.ID
-	reason string
+	// Acknowledgements over the file's life (kept in the file, so they
+	// survive restarts; a crash may lose the last commit window's).
+	AckedMessages uint64 `json:"acked_messages"` // platform messages acknowledged (Ack calls)
+	AckedReadings uint64 `json:"acked_readings"` // samples whose last value left by Ack
+	AckedValues   uint64 `json:"acked_values"`   // values acked
+	// MessagesPerReading is AckedMessages / AckedReadings (0 before any).
+	MessagesPerReading float64 `json:"messages_per_reading"`
 }
 
 // Buffer is the store-and-forward queue between the sensor loops and the
@@ -133,30 +122,18 @@ type Buffer struct {
 	// before mu, never while holding it.
 	commitMu sync.Mutex
 
-	mu         sync.Mutex
-	db         *bolt.DB
-	closed     bool
-	nextID     reading.ID
-	idCeil     reading.ID
-	pending    []*entry                // appended, not yet in bbolt (maybe journaled), ID order
-	committing []*entry                // being written by the running commit
-	live       map[reading.ID]*entry   // pending + committing, minus acked/dead-lettered
-	inflight   map[reading.ID]struct{} // handed out by Take
-	toDelete   map[reading.ID]struct{} // acked, stored in the file (or being written)
-	toDead     map[reading.ID]string   // dead-lettered, stored in the file (or being written)
-	deadNew    []deadEntry             // dead-lettered before their commit
-	delInTx    map[reading.ID]struct{} // toDelete as taken by the running commit
-	deadInTx   map[reading.ID]string   // toDead as taken by the running commit
-	deadNewTx  int                     // len(deadNew) as taken by the running commit
-	committed  int                     // records in the readings bucket
-	dead       int
-	inuse      int64 // bytes of pages in use after the last commit
-	// The journal (nil in naive mode) and what the next window writes to
-	// it besides new readings: acks and dead letters of durable readings.
+	mu     sync.Mutex
+	db     *bolt.DB
+	closed bool
+	nextID reading.ID
+	idCeil reading.ID
+	l      *ledger
+	inuse  int64 // bytes of pages in use after the last commit
+	// oldest is the first record of the file after the last fold.
+	oldestID   reading.ID
+	oldestTime time.Time
+	// The journal (nil in naive mode).
 	jr        *journal
-	jAcks     []reading.ID
-	jDeads    []jdead
-	jcount    int  // entries in pending with journaled set
 	resetDue  bool // a fold succeeded: start a new journal epoch
 	windows   int  // journal windows since the last fold
 	lastFold  time.Time
@@ -216,16 +193,12 @@ func Open(o Options) (*Buffer, error) {
 	_ = os.Remove(o.Path + compactSuffix)
 
 	b := &Buffer{
-		o:        o,
-		log:      log,
-		naive:    o.CommitInterval == 0,
-		live:     map[reading.ID]*entry{},
-		inflight: map[reading.ID]struct{}{},
-		toDelete: map[reading.ID]struct{}{},
-		toDead:   map[reading.ID]string{},
-		notify:   make(chan struct{}, 1),
-		kick:     make(chan struct{}, 1),
-		drops:    newDropLog(log, 10*time.Second),
+		o:      o,
+		log:    log,
+		naive:  o.CommitInterval == 0,
+		notify: make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1),
+		drops:  newDropLog(log, 10*time.Second),
 		// Not right after a start: see lastCompact.
 		lastCompact: time.Now(),
 	}
@@ -259,8 +232,12 @@ func Open(o Options) (*Buffer, error) {
 		closeQuietly(b.db)
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
+	b.mu.Lock()
+	b.findOldestLocked()
+	b.mu.Unlock()
 	b.lastFold = now
-	log.Info("buffer open", "depth", b.committed, "dead_letters", b.dead, "bytes", b.fileSize(),
+	log.Info("buffer open", "depth", b.l.stored, "values", b.l.storedValues, "dead_letters", b.l.deadRecs,
+		"bytes", b.fileSize(), "page_size", b.pageSize,
 		"commit_interval", o.CommitInterval, "journal", b.jr != nil,
 		"max_size", o.MaxSize, "max_age", o.MaxAge, "when_full", o.WhenFull)
 
@@ -278,8 +255,9 @@ const minMaxSize = 256 << 10
 // adopt installs a freshly opened store.
 func (b *Buffer) adopt(op opened) {
 	b.db = op.db
-	b.committed = op.committed
-	b.dead = op.dead + op.bad
+	b.l = newLedger(op.dict)
+	b.l.stored, b.l.storedValues, b.l.deadRecs = op.committed, op.values, op.dead+op.bad
+	b.l.acks, b.l.acksJournaled = op.acks, op.acks
 	b.applyLimits()
 	if op.idCeil > b.idCeil {
 		b.idCeil = op.idCeil
@@ -291,13 +269,13 @@ func (b *Buffer) adopt(op opened) {
 func (b *Buffer) applyLimits() {
 	b.pageSize = b.db.Info().PageSize
 	if b.o.MaxSize > 0 {
-		// Grow in steps of a sixteenth of the bound rather than bbolt's
-		// 16 MiB, so the file stays close to what it holds; bbolt's own
-		// cap then guarantees the file never exceeds MaxSize.
+		// Grow in steps of a 64th of the bound (at most 1 MiB) rather
+		// than bbolt's 16 MiB, so the file stays close to what it holds;
+		// bbolt's own cap then guarantees the file never exceeds MaxSize.
 		// The journal takes its share of MaxSize first.
 		limit := b.o.MaxSize - journalSizeFor(b.o)
-		step := max(limit/16/65536*65536, 65536)
-		b.db.AllocSize = int(min(step, 16<<20))
+		step := max(limit/64/65536*65536, 65536)
+		b.db.AllocSize = int(min(step, 1<<20))
 		b.db.MaxSize = int(limit)
 		b.soft = limit*8/10 - int64(b.db.AllocSize)
 	}
@@ -317,36 +295,67 @@ func (b *Buffer) reserveIDs() error {
 	return nil
 }
 
-// Append stores rs and writes their assigned IDs into rs. In group-commit
-// mode it does not wait for the disk (but for one small write per million
-// IDs, the ID reservation); the readings are committed within
-// CommitInterval. A reading that the disk has no room for is dropped by the
-// WhenFull policy and counted, not returned as an error: the sensors must
-// keep sampling.
-func (b *Buffer) Append(ctx context.Context, rs []reading.Reading) error {
+// checkSample validates a sample before it is stored.
+func checkSample(s *reading.Sample) error {
+	if len(s.Values) > maxValues {
+		return fmt.Errorf("%w: sample of %q has %d values, at most %d", ErrBadSample, s.Sensor, len(s.Values), maxValues)
+	}
+	for i := range s.Values {
+		for j := range i {
+			if s.Values[i].Measurement == s.Values[j].Measurement {
+				return fmt.Errorf("%w: sample of %q has measurement %q twice", ErrBadSample, s.Sensor, s.Values[i].Measurement)
+			}
+		}
+		if r := s.Values[i].Resolution; !(r >= 0) {
+			return fmt.Errorf("%w: sample of %q: resolution %v", ErrBadSample, s.Sensor, r)
+		}
+	}
+	return nil
+}
+
+// Append stores ss and writes their assigned IDs into ss. Values are kept
+// at their Resolution (rounded, as they are stored). In group-commit mode it
+// does not wait for the disk (but for one small write per million IDs, the
+// ID reservation); the samples are committed within CommitInterval. A
+// sample the disk has no room for is dropped by the WhenFull policy and
+// counted, not returned as an error: the sensors must keep sampling. A
+// sample without values gets an ID and is not stored.
+func (b *Buffer) Append(ctx context.Context, ss []reading.Sample) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(rs) == 0 {
+	if len(ss) == 0 {
 		return nil
+	}
+	for i := range ss {
+		if err := checkSample(&ss[i]); err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
 	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	for i := range rs {
+	for i := range ss {
 		if b.nextID >= b.idCeil {
 			if err := b.reserveIDs(); err != nil {
 				b.mu.Unlock()
 				return fmt.Errorf("append: %w", err)
 			}
 		}
-		rs[i].ID = b.nextID
+		ss[i].ID = b.nextID
 		b.nextID++
-		e := &entry{r: rs[i], enc: encodeRecord(&rs[i])}
-		b.pending = append(b.pending, e)
-		b.live[e.r.ID] = e
+		if len(ss[i].Values) == 0 {
+			continue
+		}
+		s := ss[i]
+		s.Values = make([]reading.Value, len(ss[i].Values))
+		for j, v := range ss[i].Values {
+			v.Value = normalize(v.Value, v.Resolution)
+			s.Values[j] = v
+		}
+		b.l.add(s)
 	}
 	b.capPending()
 	n := b.changesLocked()
@@ -360,29 +369,29 @@ func (b *Buffer) Append(ctx context.Context, rs []reading.Reading) error {
 	return nil
 }
 
-// goneLocked reports whether a stored reading was acked or dead-lettered
-// and only waits for a commit to leave the file.
-func (b *Buffer) goneLocked(id reading.ID) bool {
-	if _, ok := b.toDelete[id]; ok {
-		return true
-	}
-	if _, ok := b.toDead[id]; ok {
-		return true
-	}
-	if _, ok := b.delInTx[id]; ok {
-		return true
-	}
-	_, ok := b.deadInTx[id]
-	return ok
-}
-
 // changesLocked counts what the next commit would write: with a journal,
 // what is not yet in it; without, what is not yet in bbolt.
 func (b *Buffer) changesLocked() int {
+	n := 0
 	if b.jr != nil {
-		return len(b.pending) - b.jcount + len(b.jAcks) + len(b.jDeads) + len(b.deadNew)
+		for _, e := range b.l.byID {
+			if e.durable != e.live && (e.durable != 0 || e.live != 0) {
+				n++
+			}
+		}
+		for _, d := range b.l.deads {
+			if !d.journaled {
+				n++
+			}
+		}
+		return n
 	}
-	return len(b.pending) + len(b.toDelete) + len(b.toDead) + len(b.deadNew)
+	for _, e := range b.l.byID {
+		if e.filed != e.live {
+			n++
+		}
+	}
+	return n + len(b.l.deads)
 }
 
 func (b *Buffer) kickCommit() {
@@ -392,34 +401,31 @@ func (b *Buffer) kickCommit() {
 	}
 }
 
-// maxPending bounds the readings held in memory while commits fail.
+// maxPending bounds the samples held in memory while commits fail.
 func (b *Buffer) maxPending() int { return max(4*b.o.CommitSize, 1024) }
 
-// capPending drops readings held in memory beyond maxPending while commits
+// capPending drops samples held in memory beyond maxPending while commits
 // keep failing (a full disk): memory is the one thing a Pi Zero has less of
 // than disk. A commit loop that is merely behind drops nothing. Called with
 // mu held.
 func (b *Buffer) capPending() {
-	over := len(b.pending) - b.maxPending()
-	if over <= 0 || !b.failing {
+	if !b.failing {
 		return
 	}
-	var gone []*entry
+	live := b.l.memLive()
+	over := len(live) - b.maxPending()
+	if over <= 0 {
+		return
+	}
+	gone := live[:over]
 	if b.o.WhenFull == DropNewest {
-		gone = b.pending[len(b.pending)-over:]
-		b.pending = b.pending[:len(b.pending)-over]
-	} else {
-		gone = b.pending[:over]
-		b.pending = append([]*entry(nil), b.pending[over:]...)
+		gone = live[len(live)-over:]
 	}
 	for _, e := range gone {
-		delete(b.live, e.r.ID)
-		delete(b.inflight, e.r.ID)
-		if e.journaled {
-			// Recorded like an ack, so a restart does not bring it back.
-			b.jcount--
-			b.jAcks = append(b.jAcks, e.r.ID)
-		}
+		// A journaled one is removed like an ack by the next window,
+		// so a restart does not bring it back.
+		e.live, e.inflight = 0, false
+		b.l.settle(e)
 	}
 	reason := ReasonWriteError
 	if b.lastFull {
@@ -436,61 +442,79 @@ func (b *Buffer) dropped(reason string, n int) {
 	b.drops.add(reason, n)
 }
 
-// Notify returns a channel that receives a value after readings were
+// Notify returns a channel that receives a value after samples were
 // appended (coalesced).
 func (b *Buffer) Notify() <-chan struct{} { return b.notify }
 
-// maxMisses is how many consecutive readings outside a Take's time window
+// maxMisses is how many consecutive samples outside a Take's time window
 // end the search of the file.
 const maxMisses = 256
 
-// Take hands out up to max readings that are not in flight, committed or not,
-// in the filter's order, and marks them in flight. With a time window it
-// searches the file until maxMisses readings in a row fall outside it: a
-// reading whose time is far out of its append order (a clock correction) may
-// be found only by a Take without a window or once its neighbours are gone.
-func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
-	if max <= 0 {
-		return []reading.Reading{}, nil
+// Take hands out whole samples that are not in flight, committed or not, in
+// the filter's order, with only their values not yet acked or dead-lettered,
+// and marks them in flight. It stops before the sample that would take the
+// total past maxValues, but returns at least one when one matches. The file
+// is read only when it holds samples the ledger does not account for (a
+// backlog): served from memory, Take opens no bbolt transaction. With a
+// time window it searches the file until maxMisses samples in a row fall
+// outside it: a sample whose time is far out of its append order (a clock
+// correction) may be found only by a Take without a window or once its
+// neighbours are gone.
+func (b *Buffer) Take(maxValues int, f reading.Filter) ([]reading.Sample, error) {
+	if maxValues <= 0 {
+		return []reading.Sample{}, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return nil, ErrClosed
 	}
-	// Grown as needed: the uplink asks for up to 200 readings many times a
-	// second and usually gets none or a few; preallocating for max made
-	// every idle call a 30 KB allocation.
-	var out []reading.Reading
-	match := func(r *reading.Reading) bool {
-		if !f.NotBefore.IsZero() && r.Time.Before(f.NotBefore) {
+	// Grown as needed: the uplink asks often and usually gets none or a
+	// few; preallocating for maxValues made every idle call an allocation.
+	var out []reading.Sample
+	n, stop := 0, false
+	give := func(e *entry) {
+		k := bits.OnesCount64(e.live)
+		if len(out) > 0 && n+k > maxValues {
+			stop = true
+			return
+		}
+		e.inflight = true
+		out = append(out, e.sample(e.live))
+		n += k
+		if n >= maxValues {
+			stop = true
+		}
+	}
+	match := func(s *reading.Sample) bool {
+		if !f.NotBefore.IsZero() && s.Time.Before(f.NotBefore) {
 			return false
 		}
-		if !f.Before.IsZero() && !r.Time.Before(f.Before) {
+		if !f.Before.IsZero() && !s.Time.Before(f.Before) {
 			return false
 		}
 		return true
 	}
-	takeMem := func(es []*entry, reverse bool) {
-		for i := range es {
-			if len(out) >= max {
+	takeMem := func(reverse bool) {
+		mem := b.l.mem
+		for i := range mem {
+			if stop {
 				return
 			}
-			e := es[i]
+			e := mem[i]
 			if reverse {
-				e = es[len(es)-1-i]
+				e = mem[len(mem)-1-i]
 			}
-			if b.live[e.r.ID] != e {
-				continue // acked or dead-lettered
-			}
-			if _, busy := b.inflight[e.r.ID]; busy || !match(&e.r) {
+			if e.gone || !e.mem || e.live == 0 || e.inflight || !match(&e.s) {
 				continue
 			}
-			b.inflight[e.r.ID] = struct{}{}
-			out = append(out, e.r)
+			give(e)
 		}
 	}
 	takeFile := func() error {
+		if stop || b.l.fileAvail() <= 0 {
+			return nil // nothing there the ledger does not already hold
+		}
 		return b.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketReadings).Cursor()
 			k, v := c.First()
@@ -499,46 +523,50 @@ func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 				k, v = c.Last()
 				next = c.Prev
 			}
-			// Readings are stored in append order, which is time order
+			// Samples are stored in append order, which is time order
 			// but for clock corrections: a time-filtered Take stops
-			// after a run of readings outside the window instead of
+			// after a run of samples outside the window instead of
 			// decoding a whole backlog on every call.
 			misses := 0
-			for ; k != nil && len(out) < max && misses < maxMisses; k, v = next() {
+			for ; k != nil && !stop && misses < maxMisses; k, v = next() {
 				id, ok := keyID(k)
 				if !ok {
 					continue
 				}
-				if _, busy := b.inflight[id]; busy {
+				if e := b.l.byID[id]; e != nil {
+					if e.mem || e.live == 0 || e.inflight {
+						continue // handed out from memory, gone or busy
+					}
+					if !match(&e.s) {
+						misses++
+						continue
+					}
+					misses = 0
+					give(e)
 					continue
 				}
-				if b.goneLocked(id) {
-					continue
-				}
-				if _, mem := b.live[id]; mem {
-					continue // being committed: handed out from memory
-				}
-				r, err := decodeRecord(v)
+				s, err := decodeSample(id, v, b.l.dict)
 				if err != nil {
 					b.log.Warn("skipping undecodable record", "id", id, "err", err)
 					continue
 				}
-				if !match(&r) {
+				if !match(&s) {
 					misses++
 					continue
 				}
 				misses = 0
-				b.inflight[id] = struct{}{}
-				out = append(out, r)
+				if len(out) > 0 && n+len(s.Values) > maxValues {
+					stop = true
+					break
+				}
+				give(b.l.load(s))
 			}
 			return nil
 		})
 	}
-	// Committed readings are older than the ones being committed, which
-	// are older than the pending ones.
+	// Samples in the file are older than the ones in memory.
 	if f.NewestFirst {
-		takeMem(b.pending, true)
-		takeMem(b.committing, true)
+		takeMem(true)
 		if err := takeFile(); err != nil {
 			return out, fmt.Errorf("take: %w", err)
 		}
@@ -546,38 +574,65 @@ func (b *Buffer) Take(max int, f reading.Filter) ([]reading.Reading, error) {
 		if err := takeFile(); err != nil {
 			return out, fmt.Errorf("take: %w", err)
 		}
-		takeMem(b.committing, false)
-		takeMem(b.pending, false)
+		takeMem(false)
 	}
 	if out == nil {
-		out = []reading.Reading{} // empty, not nil, as Source promises; no allocation
+		out = []reading.Sample{} // empty, not nil, as Source promises; no allocation
 	}
 	return out, nil
 }
 
-// Ack removes readings the platform acknowledged. A reading acked before its
-// commit is never written to the file; otherwise its deletion is committed
-// with the next group commit (a crash before then re-delivers it, with the
-// same ID).
-func (b *Buffer) Ack(ids []reading.ID) error {
+// lookupLocked returns the ledger's entry for id, reading it from the file
+// when the ledger does not hold it (an ack after it was settled); nil when
+// the buffer does not hold it.
+func (b *Buffer) lookupLocked(id reading.ID) *entry {
+	if e := b.l.byID[id]; e != nil {
+		return e
+	}
+	if b.l.stored == 0 {
+		return nil
+	}
+	var e *entry
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketReadings).Get(idKey(id))
+		if v == nil {
+			return nil
+		}
+		if s, err := decodeSample(id, v, b.l.dict); err == nil {
+			e = b.l.load(s)
+		}
+		return nil
+	})
+	return e
+}
+
+// Ack removes values the platform acknowledged: a Ref without Measurement
+// removes the sample's every remaining value. The uplink calls it once per
+// acknowledged message; that is counted (Stats.AckedMessages). A value acked
+// before its commit is never written to the file; otherwise its removal is
+// committed with the next group commit (a crash before then re-delivers it,
+// with the same ID).
+func (b *Buffer) Ack(refs []reading.Ref) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	for _, id := range ids {
-		delete(b.inflight, id)
-		e := b.live[id]
-		if b.forgetPendingLocked(id) {
-			if e.journaled {
-				b.jAcks = append(b.jAcks, id)
-			}
+	if len(refs) > 0 {
+		b.l.acks.msgs++
+	}
+	for _, r := range refs {
+		e := b.lookupLocked(r.ID)
+		if e == nil {
 			continue
 		}
-		b.toDelete[id] = struct{}{}
-		if b.jr != nil {
-			b.jAcks = append(b.jAcks, id)
+		if m := b.l.remove(e, r.Measurement); m != 0 {
+			b.l.acks.values += uint64(bits.OnesCount64(m))
+			if e.live == 0 {
+				b.l.acks.samples++
+			}
 		}
+		b.l.settle(e)
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
@@ -585,60 +640,49 @@ func (b *Buffer) Ack(ids []reading.ID) error {
 	return nil
 }
 
-// forgetPendingLocked drops id from memory if it has not been handed to a
-// commit yet, reporting whether it did. A reading that is being committed is
-// dropped from memory too but reported false: the file will hold it.
-func (b *Buffer) forgetPendingLocked(id reading.ID) bool {
-	e, ok := b.live[id]
-	if !ok {
-		return false
-	}
-	delete(b.live, id)
-	for i, p := range b.pending {
-		if p == e {
-			b.pending = append(b.pending[:i], b.pending[i+1:]...)
-			if e.journaled {
-				b.jcount--
-			}
-			return true
-		}
-	}
-	return false
-}
-
-// Release makes in-flight readings available to Take again.
+// Release makes in-flight samples available to Take again, with the values
+// they still have.
 func (b *Buffer) Release(ids []reading.ID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, id := range ids {
-		delete(b.inflight, id)
+		if e := b.l.byID[id]; e != nil {
+			e.inflight = false
+			b.l.settle(e)
+		}
 	}
 }
 
-// DeadLetter moves readings aside with reason; they stay in the file (see
-// Export) but are never handed out again.
-func (b *Buffer) DeadLetter(ids []reading.ID, reason string) error {
+// DeadLetter moves values (a Ref without Measurement: all the sample still
+// has) aside with reason; they stay in the file (see Export) but are never
+// handed out again. A sample whose values are all gone leaves the queue.
+func (b *Buffer) DeadLetter(refs []reading.Ref, reason string) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	for _, id := range ids {
-		delete(b.inflight, id)
-		e := b.live[id]
-		if e != nil && b.forgetPendingLocked(id) {
-			// A journaled reading is made dead by a 'D' record; one
-			// that is not gets an 'X' record with the next window.
-			b.deadNew = append(b.deadNew, deadEntry{e: e, reason: reason, journaled: e.journaled})
-			if e.journaled {
-				b.jDeads = append(b.jDeads, jdead{id, reason})
-			}
+	now := time.Now()
+	// One dead letter per sample per call, with every value named.
+	masks := map[*entry]uint64{}
+	var order []*entry
+	for _, r := range refs {
+		e := b.lookupLocked(r.ID)
+		if e == nil {
 			continue
 		}
-		b.toDead[id] = reason
-		if b.jr != nil {
-			b.jDeads = append(b.jDeads, jdead{id, reason})
+		m := b.l.remove(e, r.Measurement)
+		if m == 0 {
+			continue
 		}
+		if _, ok := masks[e]; !ok {
+			order = append(order, e)
+		}
+		masks[e] |= m
+	}
+	for _, e := range order {
+		b.l.deads = append(b.l.deads, &deadItem{s: e.sample(masks[e]), reason: reason, at: now})
+		b.l.settle(e)
 	}
 	n := b.changesLocked()
 	b.mu.Unlock()
@@ -646,7 +690,7 @@ func (b *Buffer) DeadLetter(ids []reading.ID, reason string) error {
 	return nil
 }
 
-// Stats returns a snapshot of the buffer's state.
+// Stats returns a snapshot of the buffer's state, derived from the ledger.
 func (b *Buffer) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -655,45 +699,78 @@ func (b *Buffer) Stats() Stats {
 	for k, v := range b.st.Drops {
 		s.Drops[k] = v
 	}
-	s.Pending = max(len(b.live)-b.jcount, 0)
-	s.Depth = max(b.committed-len(b.toDelete)-len(b.toDead)-len(b.delInTx)-len(b.deadInTx), 0) + len(b.live)
-	s.InFlight = len(b.inflight)
-	s.DeadLetters = b.dead + len(b.deadNew) + len(b.toDead) + len(b.deadInTx) + b.deadNewTx
+	d := b.l.depth()
+	s.Depth, s.Values, s.Pending, s.InFlight = d.samples, d.values, d.pending, d.inflight
+	s.DeadLetters = b.l.deadRecs + len(b.l.deads)
 	s.NextID = b.nextID
 	s.Bytes = b.fileSize()
 	if b.jr != nil {
 		s.Bytes += b.jr.size
 	}
-	if !b.closed {
+	s.AckedMessages, s.AckedReadings, s.AckedValues = b.l.acks.msgs, b.l.acks.samples, b.l.acks.values
+	if s.AckedReadings > 0 {
+		s.MessagesPerReading = float64(s.AckedMessages) / float64(s.AckedReadings)
+	}
+	s.OldestUnsent = b.oldestLocked()
+	return s
+}
+
+// oldestLocked is the Time of the oldest waiting sample: the file's first
+// record (known since the last fold) unless it was acked since, else the
+// oldest in memory.
+func (b *Buffer) oldestLocked() time.Time {
+	inFile := b.l.stored
+	for _, e := range b.l.byID {
+		if e.filed != 0 && e.live == 0 {
+			inFile--
+		}
+	}
+	if inFile > 0 && !b.closed {
+		if e := b.l.byID[b.oldestID]; (e == nil || e.live != 0) && !b.oldestTime.IsZero() {
+			return b.oldestTime
+		}
+		// The first records were acked since the last fold (a drain):
+		// skip them.
+		var t time.Time
 		_ = b.db.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketReadings).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				id, _ := keyID(k)
-				if b.goneLocked(id) {
+				if e := b.l.byID[id]; e != nil && e.live == 0 {
 					continue
 				}
-				if r, err := decodeRecord(v); err == nil {
-					s.OldestUnsent = r.Time
+				if s, err := decodeSample(id, v, b.l.dict); err == nil {
+					t = s.Time
 				}
 				break
 			}
 			return nil
 		})
-	}
-	if s.OldestUnsent.IsZero() {
-		for _, es := range [][]*entry{b.committing, b.pending} {
-			for _, e := range es {
-				if b.live[e.r.ID] == e {
-					s.OldestUnsent = e.r.Time
-					break
-				}
-			}
-			if !s.OldestUnsent.IsZero() {
-				break
-			}
+		if !t.IsZero() {
+			return t
 		}
 	}
-	return s
+	for _, e := range b.l.mem {
+		if !e.gone && e.live != 0 {
+			return e.s.Time
+		}
+	}
+	return time.Time{}
+}
+
+// findOldestLocked caches the file's first record (after Open and folds).
+func (b *Buffer) findOldestLocked() {
+	b.oldestID, b.oldestTime = 0, time.Time{}
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReadings).Cursor()
+		if k, v := c.First(); k != nil {
+			id, _ := keyID(k)
+			if s, err := decodeSample(id, v, b.l.dict); err == nil {
+				b.oldestID, b.oldestTime = id, s.Time
+			}
+		}
+		return nil
+	})
 }
 
 func (b *Buffer) fileSize() int64 {
@@ -734,7 +811,12 @@ func (b *Buffer) Close(ctx context.Context) error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
 	b.mu.Lock()
-	left := len(b.pending) - b.jcount // journaled ones are durable: the next Open folds them
+	left := 0 // journaled ones are durable: the next Open folds them
+	for _, e := range b.l.mem {
+		if !e.gone && e.mem && e.live != 0 && e.durable == 0 {
+			left++
+		}
+	}
 	db := b.db
 	b.mu.Unlock()
 	b.drops.flush()
@@ -745,25 +827,25 @@ func (b *Buffer) Close(ctx context.Context) error {
 		return fmt.Errorf("close buffer: %w", err)
 	}
 	if left > 0 {
-		b.log.Error("readings lost at close: could not commit", "count", left)
+		b.log.Error("samples lost at close: could not commit", "count", left)
 		return fmt.Errorf("close buffer: %d %w", left, ErrUncommitted)
 	}
 	return nil
 }
 
-// run is the commit loop: it commits every CommitInterval, early on the size
-// trigger, and in the naive mode retries commits that failed.
 // changed is called after Append, Ack or DeadLetter left n changes waiting:
 // the naive mode commits each at once, group commit only when the size
 // trigger is reached (the ticker does the rest).
 func (b *Buffer) changed(n int) {
 	if b.naive {
-		b.commit()
+		_ = b.commit()
 	} else if n >= b.o.CommitSize {
 		b.kickCommit()
 	}
 }
 
+// run is the commit loop: it commits every CommitInterval, early on the size
+// trigger, and in the naive mode retries commits that failed.
 func (b *Buffer) run(ctx context.Context) {
 	defer b.wg.Done()
 	every := b.o.CommitInterval
@@ -784,9 +866,8 @@ func (b *Buffer) run(ctx context.Context) {
 	}
 }
 
-// commit writes pending readings, acks and dead letters in one transaction
-// and applies MaxAge and MaxSize. On failure everything goes back to be
-// retried; readings are dropped only by the policies.
+// commit makes the pending changes durable: a journal window, or a fold into
+// bbolt when one is due (or the journal cannot take the window).
 func (b *Buffer) commit() error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
@@ -834,9 +915,15 @@ func (b *Buffer) foldDue() bool {
 	// With a size bound the fold's batch must fit the headroom above the
 	// point where MaxSize drops start.
 	big := b.o.MaxSize > 0 && b.jr.off-journalHeader > b.o.MaxSize/32
-	// Acked readings stay in bbolt until a fold, and Take steps over them:
+	// Acked samples stay in bbolt until a fold, and Take steps over them:
 	// a drain folds every CommitSize acks, as it committed before.
-	acked := len(b.toDelete)+len(b.toDead) >= b.o.CommitSize
+	changed := 0
+	for _, e := range b.l.byID {
+		if e.filed != 0 && e.live != e.filed {
+			changed++
+		}
+	}
+	acked := changed+len(b.l.deads) >= b.o.CommitSize
 	return b.closed || b.jr.broken || b.jr.half() || big || acked || b.windows >= foldEvery ||
 		time.Since(b.lastFold) >= foldEvery*b.o.CommitInterval
 }
@@ -848,208 +935,226 @@ func (b *Buffer) fold() error {
 	defer b.resetJournal()
 	err := b.commitOnce()
 	if err != nil && isFull(err) && b.o.WhenFull == DropOldest {
-		// Make room by dropping the oldest committed readings in a
+		// Make room by dropping the oldest committed samples in a
 		// transaction of their own (it may fit in pages freed earlier),
 		// then try once more.
+		// Room for the batch and the transaction's copied pages: at
+		// least 16 pages.
 		b.mu.Lock()
-		n := max(256, len(b.pending))
+		need := int64(16*b.pageSize) + int64(len(b.l.mem))*64
 		b.mu.Unlock()
 		reason := ReasonDiskFull
 		if errors.Is(err, errMaxSize) {
 			reason = ReasonMaxSize // bbolt's cap is MaxSize itself
 		}
-		if n, derr := b.dropOldestCommitted(n, reason); derr == nil && n > 0 {
+		if n, derr := b.dropOldestCommitted(need, reason); derr == nil && n > 0 {
 			err = b.commitOnce()
 		}
 	}
 	return err
 }
 
+// foldTx is what one fold transaction did beyond its batch.
+type foldTx struct {
+	stored, values, deadRecs int          // changes to the file's counts
+	dropped                  []reading.ID // deleted by MaxAge or MaxSize
+	ageDrops, sizeDrops      int
+	written, deleted         []reading.ID // for onCommit
+	oldestID                 reading.ID
+	oldestTime               time.Time
+}
+
+// commitOnce writes one fold: the ledger's batch, the dead items and
+// dictionary entries, MaxAge and MaxSize, and the journal epoch it folds.
 func (b *Buffer) commitOnce() error {
 	b.mu.Lock()
-	batch := b.pending
-	b.pending = nil
-	b.committing = batch
-	dels, deads, deadNew := b.toDelete, b.toDead, b.deadNew
 	// A journal with records must be folded even with nothing else to
-	// write: acks in memory have overtaken readings it still holds.
+	// write: acks in memory have overtaken samples it still holds.
 	journalEmpty := b.jr == nil || b.jr.off == journalHeader
-	if len(batch) == 0 && len(dels) == 0 && len(deads) == 0 && len(deadNew) == 0 && journalEmpty && !b.ageDueLocked() {
+	f := b.l.fold()
+	if f.empty() && journalEmpty && b.l.acks == b.l.acksJournaled && !b.ageDueLocked() {
 		// Nothing to write: no transaction, so an idle or fully acked
 		// buffer costs the card nothing.
-		b.committing = nil
+		b.l.foldDone(f, false, nil)
 		b.mu.Unlock()
 		return nil
 	}
-	b.toDelete, b.toDead, b.deadNew = map[reading.ID]struct{}{}, map[reading.ID]string{}, nil
-	// Whatever the journal was still to record goes into bbolt now.
-	jAcks, jDeads, jcount := b.jAcks, b.jDeads, b.jcount
-	b.jAcks, b.jDeads, b.jcount = nil, nil, 0
 	var jepoch uint64
 	if b.jr != nil {
 		jepoch = b.jr.epoch
 	}
-	// Still gone for Take while the transaction runs.
-	b.delInTx, b.deadInTx, b.deadNewTx = dels, deads, len(deadNew)
+	dict := b.l.dict.snapshot()
+	dictEncs := make([][]byte, len(f.dicts))
+	for i, idx := range f.dicts {
+		dictEncs[i] = encodeDictEnt(&dict.ents[idx-1])
+	}
+	was := make([]uint64, len(f.items))
+	for i := range f.items {
+		was[i] = f.items[i].e.filed
+	}
+	deadEncs := make([][]byte, len(f.deads))
+	for i, d := range f.deads {
+		deadEncs[i] = encodeDead(d.enc, d.reason, d.at)
+	}
 	inuse, soft := b.inuse, b.soft
 	b.mu.Unlock()
 
-	var (
-		written, deleted, deadMoved int
-		ageDrops, sizeDrops         int
-		trimmed, aged               []*entry
-		delIDs                      []reading.ID
-	)
 	now := time.Now()
+	var r foldTx
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		written, deleted, deadMoved, ageDrops, sizeDrops, trimmed, aged, delIDs = 0, 0, 0, 0, 0, nil, nil, nil
+		r = foldTx{}
+		for i := range f.items {
+			f.items[i].dropped = false
+		}
 		var freed int64
-		rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
+		rb, db, mb, xb := tx.Bucket(bucketReadings), tx.Bucket(bucketDead), tx.Bucket(bucketMeta), tx.Bucket(bucketDict)
 		// Keys arrive in increasing order: pack leaves full instead of
 		// bbolt's default half-full splits.
 		rb.FillPercent = 0.95
 		db.FillPercent = 0.95
-		for id := range dels {
-			k := idKey(id)
-			if v := rb.Get(k); v != nil {
-				freed += int64(len(k)+len(v)) + 16
-				if err := rb.Delete(k); err != nil {
-					return err
-				}
-				deleted++
-				if b.o.onCommit != nil {
-					delIDs = append(delIDs, id)
-				}
+		for i, idx := range f.dicts {
+			if err := xb.Put(dictKey(idx), dictEncs[i]); err != nil {
+				return err
 			}
 		}
-		for id, reason := range deads {
-			k := idKey(id)
-			v := rb.Get(k)
-			if v == nil {
+		// Records already in the file: rewrite or delete.
+		var fresh []int
+		for i := range f.items {
+			it := &f.items[i]
+			if was[i] == 0 {
+				fresh = append(fresh, i)
 				continue
 			}
-			if err := db.Put(k, encodeDead(append([]byte(nil), v...), reason, now)); err != nil {
+			k := idKey(it.e.s.ID)
+			if it.mask == 0 {
+				if v := rb.Get(k); v != nil {
+					freed += int64(len(k)+len(v)) + 16
+					if err := rb.Delete(k); err != nil {
+						return err
+					}
+					r.stored--
+				}
+				r.values -= bits.OnesCount64(was[i])
+				if b.o.onCommit != nil {
+					r.deleted = append(r.deleted, it.e.s.ID)
+				}
+				continue
+			}
+			if err := rb.Put(k, it.enc); err != nil {
 				return err
 			}
-			if err := rb.Delete(k); err != nil {
-				return err
-			}
-			deadMoved++
+			r.values += bits.OnesCount64(it.mask) - bits.OnesCount64(was[i])
 		}
-		for _, d := range deadNew {
-			if err := db.Put(idKey(d.e.r.ID), encodeDead(d.e.enc, d.reason, now)); err != nil {
-				return err
-			}
-		}
-		if b.o.MaxAge > 0 {
-			n, err := pruneAge(rb, now.Add(-b.o.MaxAge))
+		for i, d := range f.deads {
+			k, err := freeDeadKey(db, d.s.ID)
 			if err != nil {
 				return err
 			}
-			ageDrops = n
-		}
-		toWrite := batch
-		if b.o.MaxAge > 0 {
-			// Readings already too old when committed (an unsynced
-			// clock that jumped, a sensor replaying) are not written.
-			cutoff := now.Add(-b.o.MaxAge)
-			toWrite = nil
-			for _, e := range batch {
-				if e.r.Synced && e.r.Time.Before(cutoff) {
-					aged = append(aged, e)
-					continue
-				}
-				toWrite = append(toWrite, e)
+			if err := db.Put(k, deadEncs[i]); err != nil {
+				return err
 			}
-			ageDrops += len(aged)
+			r.deadRecs++
+		}
+		var cutoff time.Time
+		if b.o.MaxAge > 0 {
+			cutoff = now.Add(-b.o.MaxAge)
+			ids, vals, err := pruneAge(rb, cutoff, dict)
+			if err != nil {
+				return err
+			}
+			r.dropped = append(r.dropped, ids...)
+			r.ageDrops += len(ids)
+			r.stored -= len(ids)
+			r.values -= vals
+		}
+		// New records: samples already too old when committed (an
+		// unsynced clock that jumped, a sensor replaying) are not
+		// written.
+		var toWrite []int
+		for _, i := range fresh {
+			it := &f.items[i]
+			if !cutoff.IsZero() && it.e.s.Synced && it.e.s.Time.Before(cutoff) {
+				it.dropped = true
+				r.ageDrops++
+				continue
+			}
+			toWrite = append(toWrite, i)
 		}
 		if soft > 0 {
 			// Pages freed in this transaction are reused from the
 			// next one on; count them, or a fold that applies a
-			// drain's acks would drop the readings that came with it.
-			need := inuse + estimate(toWrite) - freed - soft
+			// drain's acks would drop the samples that came with it.
+			est := func(is []int) int64 {
+				var n int64
+				for _, i := range is {
+					n += int64(len(f.items[i].enc)) + 8 + 16
+				}
+				return n * 5 / 4
+			}
+			need := inuse + est(toWrite) - freed - soft
 			if need > 0 && b.o.WhenFull == DropNewest {
 				// Keep the oldest of the batch that fit.
-				all := toWrite
 				for len(toWrite) > 0 && need > 0 {
-					need -= estimate(toWrite[len(toWrite)-1:])
+					last := toWrite[len(toWrite)-1]
+					need -= est(toWrite[len(toWrite)-1:])
+					f.items[last].dropped = true
+					r.sizeDrops++
 					toWrite = toWrite[:len(toWrite)-1]
 				}
-				trimmed = all[len(toWrite):]
-				sizeDrops = len(trimmed)
 			} else if need > 0 {
-				n, err := dropOldest(rb, need, -1)
+				ids, vals, err := dropOldest(rb, need, -1)
 				if err != nil {
 					return err
 				}
-				sizeDrops = n
+				r.dropped = append(r.dropped, ids...)
+				r.sizeDrops += len(ids)
+				r.stored -= len(ids)
+				r.values -= vals
 			}
 		}
-		for _, e := range toWrite {
-			if err := rb.Put(idKey(e.r.ID), e.enc); err != nil {
+		for _, i := range toWrite {
+			it := &f.items[i]
+			if err := rb.Put(idKey(it.e.s.ID), it.enc); err != nil {
 				return err
 			}
-			written++
+			r.stored++
+			r.values += bits.OnesCount64(it.mask)
+			if b.o.onCommit != nil {
+				r.written = append(r.written, it.e.s.ID)
+			}
+		}
+		if err := mb.Put(keyAcks, encodeAcks(f.acks)); err != nil {
+			return err
+		}
+		if k, v := rb.Cursor().First(); k != nil {
+			r.oldestID, _ = keyID(k)
+			if s, err := decodeSample(r.oldestID, v, dict); err == nil {
+				r.oldestTime = s.Time
+			}
 		}
 		if b.jr != nil {
 			// The journal's epoch is folded: at the next Open it is
 			// ignored, also if resetting it below fails.
-			return tx.Bucket(bucketMeta).Put(keyJEpoch, binary.BigEndian.AppendUint64(nil, jepoch))
+			return mb.Put(keyJEpoch, binary.BigEndian.AppendUint64(nil, jepoch))
 		}
 		return nil
 	})
 
-	if err == nil && b.o.onCommit != nil {
-		var w []reading.ID
-		for _, e := range batch {
-			w = append(w, e.r.ID)
-		}
-		for _, e := range append(trimmed, aged...) {
-			w = slices.DeleteFunc(w, func(id reading.ID) bool { return id == e.r.ID })
-		}
-		b.o.onCommit(w, delIDs)
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.committing = nil
-	b.delInTx, b.deadInTx, b.deadNewTx = nil, nil, 0
 	if err != nil {
+		b.l.foldDone(f, false, nil)
 		b.st.CommitErrors++
 		b.failing, b.lastFull = true, isFull(err)
-		// Put everything back for the next attempt, in order.
-		var back []*entry
-		for _, e := range batch {
-			if b.live[e.r.ID] == e {
-				back = append(back, e)
-			} else {
-				// Acked or dead-lettered while we tried: it never
-				// reached the file, so forget the delete.
-				delete(b.toDelete, e.r.ID)
-				if reason, ok := b.toDead[e.r.ID]; ok {
-					delete(b.toDead, e.r.ID)
-					b.deadNew = append(b.deadNew, deadEntry{e: e, reason: reason})
-				}
-			}
-		}
-		b.pending = append(back, b.pending...)
-		for id := range dels {
-			b.toDelete[id] = struct{}{}
-		}
-		for id, r := range deads {
-			b.toDead[id] = r
-		}
-		b.deadNew = append(deadNew, b.deadNew...)
-		b.jAcks, b.jDeads = append(jAcks, b.jAcks...), append(jDeads, b.jDeads...)
-		for _, e := range back {
-			if e.journaled {
-				b.jcount++
-			}
-		}
-		_ = jcount
 		b.capPending()
-		b.drops.errorf("commit failed; will retry", "err", err, "pending", len(b.pending))
+		b.drops.errorf("commit failed; will retry", "err", err, "in_memory", len(b.l.mem))
 		return fmt.Errorf("commit: %w", err)
 	}
+	b.l.stored += r.stored
+	b.l.storedValues += r.values
+	b.l.deadRecs += r.deadRecs
+	b.l.foldDone(f, true, r.dropped)
+	b.oldestID, b.oldestTime = r.oldestID, r.oldestTime
 	b.failing, b.lastFull = false, false
 	if b.o.MaxAge > 0 {
 		b.lastPrune = now
@@ -1058,31 +1163,38 @@ func (b *Buffer) commitOnce() error {
 		b.windows, b.lastFold, b.resetDue = 0, now, true
 		b.st.Folds++
 	}
-	for _, e := range batch {
-		if b.live[e.r.ID] == e {
-			delete(b.live, e.r.ID)
-		}
-	}
-	for _, e := range append(trimmed, aged...) {
-		delete(b.inflight, e.r.ID)
-		delete(b.toDelete, e.r.ID)
-		delete(b.toDead, e.r.ID)
-	}
-	b.committed += written - deleted - deadMoved - (ageDrops - len(aged)) - sizeDrops*boolInt(b.o.WhenFull == DropOldest)
-	b.dead += deadMoved + len(deadNew)
-	b.dropped(ReasonMaxAge, ageDrops)
-	b.dropped(ReasonMaxSize, sizeDrops)
+	b.dropped(ReasonMaxAge, r.ageDrops)
+	b.dropped(ReasonMaxSize, r.sizeDrops)
 	b.st.Commits++
 	b.st.LastCommit = now
+	if b.o.onCommit != nil {
+		b.o.onCommit(r.written, r.deleted)
+	}
 	if err := b.measureLocked(); err != nil {
 		b.log.Warn("measure space in use", "err", err)
 	}
 	return nil
 }
 
+// freeDeadKey returns the dead bucket's key for another dead letter of id:
+// the ID, then a sequence number when the sample has one already.
+func freeDeadKey(db *bolt.Bucket, id reading.ID) ([]byte, error) {
+	k := idKey(id)
+	if db.Get(k) == nil {
+		return k, nil
+	}
+	for seq := uint64(1); seq < 1<<16; seq++ {
+		ks := binary.AppendUvarint(idKey(id), seq)
+		if db.Get(ks) == nil {
+			return ks, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: too many dead letters for sample %d", ErrCorrupt, id)
+}
+
 // ageDueLocked reports whether an otherwise empty commit should run to drop
-// readings past MaxAge: at most once a minute, and only when the oldest
-// stored reading is in fact too old.
+// samples past MaxAge: at most once a minute, and only when the oldest
+// stored sample is in fact too old.
 func (b *Buffer) ageDueLocked() bool {
 	if b.o.MaxAge == 0 || time.Since(b.lastPrune) < time.Minute {
 		return false
@@ -1095,8 +1207,9 @@ func (b *Buffer) ageDueLocked() bool {
 		n := 0
 		for k, v := c.First(); k != nil && n < 4096; k, v = c.Next() {
 			n++
-			if r, err := decodeRecord(v); err == nil && r.Synced {
-				due = r.Time.Before(cutoff)
+			id, _ := keyID(k)
+			if s, err := decodeSample(id, v, b.l.dict); err == nil && s.Synced {
+				due = s.Time.Before(cutoff)
 				return nil
 			}
 		}
@@ -1105,84 +1218,87 @@ func (b *Buffer) ageDueLocked() bool {
 	return due
 }
 
-func boolInt(v bool) int {
-	if v {
-		return 1
-	}
-	return 0
-}
-
-// estimate is a generous guess of the page bytes es take once written:
-// bbolt stores a 16-byte element header per key and leaves some slack.
-func estimate(es []*entry) int64 {
-	var n int64
-	for _, e := range es {
-		n += int64(len(e.enc)) + 8 + 16
-	}
-	return n * 5 / 4
-}
-
-// pruneAge deletes readings whose synced Time is before cutoff, walking from
+// pruneAge deletes samples whose synced Time is before cutoff, walking from
 // the oldest and stopping at the first young synced one: append order follows
 // time closely enough, and a full scan every commit would cost a slow board
-// dearly. Readings taken before the clock was synchronised have no trusted
-// age and are left to MaxSize.
-func pruneAge(rb *bolt.Bucket, cutoff time.Time) (int, error) {
+// dearly. Samples taken before the clock was synchronised have no trusted
+// age and are left to MaxSize. It returns the IDs and how many values they
+// held.
+func pruneAge(rb *bolt.Bucket, cutoff time.Time, d *Dict) ([]reading.ID, int, error) {
 	var keys [][]byte
+	var ids []reading.ID
+	vals := 0
 	c := rb.Cursor()
 	scanned := 0
 	for k, v := c.First(); k != nil && scanned < 4096; k, v = c.Next() {
 		scanned++
-		r, err := decodeRecord(v)
-		if err != nil || !r.Synced {
+		id, _ := keyID(k)
+		s, err := decodeSample(id, v, d)
+		if err != nil || !s.Synced {
 			continue
 		}
-		if !r.Time.Before(cutoff) {
+		if !s.Time.Before(cutoff) {
 			break
 		}
 		keys = append(keys, append([]byte(nil), k...))
+		ids = append(ids, id)
+		vals += len(s.Values)
 	}
 	for _, k := range keys {
 		if err := rb.Delete(k); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 	}
-	return len(keys), nil
+	return ids, vals, nil
 }
 
-// dropOldest deletes the oldest readings until about need bytes are freed,
-// or at most limit readings when limit >= 0.
-func dropOldest(rb *bolt.Bucket, need int64, limit int) (int, error) {
+// dropOldest deletes the oldest samples until about need bytes are freed,
+// or at most limit samples when limit >= 0.
+func dropOldest(rb *bolt.Bucket, need int64, limit int) ([]reading.ID, int, error) {
 	var keys [][]byte
+	var ids []reading.ID
+	vals := 0
 	c := rb.Cursor()
 	for k, v := c.First(); k != nil && need > 0 && (limit < 0 || len(keys) < limit); k, v = c.Next() {
 		need -= int64(len(k)+len(v)+16) * 5 / 4
 		keys = append(keys, append([]byte(nil), k...))
+		id, _ := keyID(k)
+		ids = append(ids, id)
+		vals += max(countValues(v), 0)
 	}
 	for _, k := range keys {
 		if err := rb.Delete(k); err != nil {
-			return 0, err
+			return nil, 0, err
 		}
 	}
-	return len(keys), nil
+	return ids, vals, nil
 }
 
-// dropOldestCommitted frees room on a full disk. Called with commitMu held.
-func (b *Buffer) dropOldestCommitted(limit int, reason string) (int, error) {
-	var n int
+// dropOldestCommitted frees about need bytes on a full disk. Called with
+// commitMu held.
+func (b *Buffer) dropOldestCommitted(need int64, reason string) (int, error) {
+	var ids []reading.ID
+	var vals int
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		n, err = dropOldest(tx.Bucket(bucketReadings), 1<<62, limit)
+		ids, vals, err = dropOldest(tx.Bucket(bucketReadings), need, -1)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	b.mu.Lock()
-	b.committed -= n
-	b.dropped(reason, n)
+	b.l.stored -= len(ids)
+	b.l.storedValues -= vals
+	for _, id := range ids {
+		if e := b.l.byID[id]; e != nil {
+			b.l.dropped(e)
+		}
+	}
+	b.dropped(reason, len(ids))
+	b.findOldestLocked()
 	b.mu.Unlock()
-	return n, nil
+	return len(ids), nil
 }
 
 // measure records the bytes of pages in use: the high-water mark minus

@@ -54,7 +54,7 @@ func TestTakeAckReleaseRoundTrip(t *testing.T) {
 				t.Fatalf("everything in flight, yet take returned %d", n)
 			}
 			b.Release(reading.IDs(more))
-			if err := b.Ack(reading.IDs(got)); err != nil {
+			if err := b.Ack(reading.Refs(got)); err != nil {
 				t.Fatal(err)
 			}
 			if s := b.Stats(); s.Depth != 6 || s.InFlight != 0 {
@@ -121,7 +121,7 @@ func TestAckedBeforeCommitNeverWritten(t *testing.T) {
 	if len(got) != 50 {
 		t.Fatalf("took %d", len(got))
 	}
-	if err := b.Ack(reading.IDs(got)); err != nil {
+	if err := b.Ack(reading.Refs(got)); err != nil {
 		t.Fatal(err)
 	}
 	closeBuf(t, b)
@@ -149,7 +149,7 @@ func TestIDsNeverReused(t *testing.T) {
 		}
 		last = rs[2].ID
 		// Ack everything, so the file holds no reading to seed from.
-		if err := b.Ack(reading.IDs(mustTake(t, b, 10, reading.Filter{}))); err != nil {
+		if err := b.Ack(reading.Refs(mustTake(t, b, 10, reading.Filter{}))); err != nil {
 			t.Fatal(err)
 		}
 		closeBuf(t, b)
@@ -211,7 +211,7 @@ func TestInspectWhileCommitting(t *testing.T) {
 			// Append 7 and ack 3 per commit: depths go up by 4.
 			mustAppend(t, b, mkReadings(i*7, 7))
 			rs := mustTake(t, b, 3, reading.Filter{})
-			if err := b.Ack(reading.IDs(rs)); err != nil {
+			if err := b.Ack(reading.Refs(rs)); err != nil {
 				t.Error(err)
 				return
 			}
@@ -266,7 +266,7 @@ func TestDeadLetterAndExport(t *testing.T) {
 		t.Fatalf("took %d", len(got))
 	}
 	// One committed and one pending reading are dead-lettered.
-	if err := b.DeadLetter([]reading.ID{rs[0].ID, rs[3].ID}, "property unknown to the platform"); err != nil {
+	if err := b.DeadLetter(refs(rs[0].ID, rs[3].ID), "property unknown to the platform"); err != nil {
 		t.Fatal(err)
 	}
 	b.Release([]reading.ID{rs[1].ID, rs[2].ID})

@@ -13,7 +13,7 @@ func TestCompactionReclaimsSpace(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.db")
 	o := Options{Path: path, CommitInterval: time.Hour, CommitSize: 1 << 30, compactMin: 64 << 10, compactEvery: time.Nanosecond}
 	b := mustOpen(t, o)
-	var all []reading.Reading
+	var all []reading.Sample
 	for i := 0; i < 20000; i += 1000 {
 		rs := mkReadings(i, 1000)
 		mustAppend(t, b, rs)
@@ -24,7 +24,7 @@ func TestCompactionReclaimsSpace(t *testing.T) {
 	}
 	// The outage ends: all but the last 10 are delivered.
 	got := mustTake(t, b, len(all)-10, reading.Filter{})
-	if err := b.Ack(reading.IDs(got)); err != nil {
+	if err := b.Ack(reading.Refs(got)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.foldNow(); err != nil {

@@ -158,7 +158,7 @@ func TestRandomDamageNeverCrashes(t *testing.T) {
 				t.Fatalf("round %d: reading without ID", i)
 			}
 		}
-		if err := b.Ack(reading.IDs(rs)); err != nil {
+		if err := b.Ack(reading.Refs(rs)); err != nil {
 			t.Fatal(err)
 		}
 		mustAppend(t, b, mkReadings(0, 3))

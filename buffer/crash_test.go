@@ -87,7 +87,7 @@ func TestCrashChild(t *testing.T) {
 					fmt.Fprintf(&sb, "K %d\n", r.ID)
 				}
 				say(sb.String())
-				_ = b.Ack(reading.IDs(rs))
+				_ = b.Ack(reading.Refs(rs))
 			} else {
 				b.Release(reading.IDs(rs))
 			}
@@ -96,7 +96,8 @@ func TestCrashChild(t *testing.T) {
 	}()
 	ctx := context.Background()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); seq++ {
-		rs := []reading.Reading{{Sensor: "crash", Measurement: "seq", Value: float64(seq), Time: time.Unix(int64(seq), 0).UTC(), Synced: true}}
+		rs := []reading.Sample{{Sensor: "crash", Stamp: reading.Stamp{Time: time.Unix(int64(seq), 0).UTC(), Synced: true},
+			Values: []reading.Value{{Measurement: "seq", Value: float64(seq)}}}}
 		if err := b.Append(ctx, rs); err != nil {
 			say("E " + err.Error() + "\n")
 			os.Exit(3)

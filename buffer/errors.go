@@ -19,6 +19,9 @@ var (
 	// ErrBusy means Inspect found the file changing under every attempt
 	// to read it.
 	ErrBusy = errors.New("buffer file kept changing while being read; try again")
+	// ErrBadSample means Append was given a sample it cannot store (too
+	// many values, a measurement twice, a negative resolution).
+	ErrBadSample = errors.New("bad sample")
 	// ErrBadOptions means Options failed validation.
 	ErrBadOptions = errors.New("invalid buffer options")
 )

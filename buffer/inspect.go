@@ -62,13 +62,14 @@ func inspectOnce(f *os.File, journalPath string) (Stats, uint64, error) {
 	s := Stats{Drops: map[string]uint64{}}
 	// The journal first: a fold between this read and the walk shows as
 	// a folded epoch in the walk, and the journal is then left out.
-	jepoch, jrecs, jerr := readJournal(journalPath)
+	jepoch, subs, jerr := readJournal(journalPath)
 	if jerr != nil {
 		return s, 0, jerr
 	}
-	ov := makeOverlay(jrecs)
+	// Removals need no dictionary: known before the walk.
+	rmRecs, _ := decodeSubs(subs, NewDict())
+	rm := makeOverlay(rmRecs)
 	var folded uint64
-	inFile := 0 // journal acks and dead letters that hit a reading in the file
 	fi, err := f.Stat()
 	if err != nil {
 		return s, 0, err
@@ -83,26 +84,44 @@ func inspectOnce(f *os.File, journalPath string) (Stats, uint64, error) {
 		return s, m.txid, fmt.Errorf("%w: truncated", ErrCorrupt)
 	}
 	var maxID, ceil reading.ID
+	dict := NewDict()
+	var acks ackCounts
+	var firstK, firstV []byte // the oldest record the journal leaves
+	removedS, removedV, moved := 0, 0, 0
 	w.visit = func(bucket string, k, v []byte) {
 		id, ok := keyID(k)
 		switch {
+		case bucket == string(bucketDict):
+			_ = dict.Load(k, v)
 		case bucket == string(bucketMeta) && string(k) == string(keyIDCeil) && len(v) == 8:
 			ceil = reading.ID(binary.BigEndian.Uint64(v))
 		case bucket == string(bucketMeta) && string(k) == string(keyJEpoch) && len(v) == 8:
 			folded = binary.BigEndian.Uint64(v)
+		case bucket == string(bucketMeta) && string(k) == string(keyAcks):
+			acks, _ = decodeAcks(v)
 		case !ok:
 		case bucket == string(bucketReadings):
 			maxID = max(maxID, id)
-			if ov.acked[id] || ov.deadIDs[id] != "" {
-				inFile++
-			}
+			n := max(countValues(v), 0)
 			s.Depth++
-			// Decode only until the oldest readable one: the walk must
-			// be quick to see one transaction on a busy file.
-			if s.OldestUnsent.IsZero() {
-				if r, err := decodeRecord(v); err == nil {
-					s.OldestUnsent = r.Time
+			s.Values += n
+			gone := false
+			if op := rm.fileRm[id]; op != nil {
+				if op.all || len(op.names) >= n {
+					removedS++
+					removedV += n
+					gone = true
+				} else {
+					removedV += len(op.names)
 				}
+			} else if _, ok := rm.fileDead[id]; ok {
+				removedS++
+				removedV += n
+				moved++
+				gone = true
+			}
+			if firstK == nil && !gone {
+				firstK, firstV = append([]byte(nil), k...), append([]byte(nil), v...)
 			}
 		case bucket == string(bucketDead):
 			maxID = max(maxID, id)
@@ -113,28 +132,47 @@ func inspectOnce(f *os.File, journalPath string) (Stats, uint64, error) {
 		return s, m.txid, err
 	}
 	s.Bytes = fi.Size()
-	if jepoch > folded {
-		// Readings durable in the journal but not yet folded.
-		s.Depth += len(ov.readings) - inFile
-		s.DeadLetters += len(ov.dead) + len(ov.deadIDs)
-		if s.OldestUnsent.IsZero() && len(ov.readings) > 0 {
-			s.OldestUnsent = ov.readings[0].r.Time
+	if firstK != nil {
+		id, _ := keyID(firstK)
+		if smp, err := decodeSample(id, firstV, dict); err == nil {
+			s.OldestUnsent = smp.Time
 		}
-		for _, r := range jrecs {
-			maxID = max(maxID, r.r.ID, r.id)
+	}
+	if jepoch > folded {
+		// What the journal holds but the file does not yet.
+		s.Depth -= removedS
+		s.Values -= removedV
+		recs, _ := decodeSubs(subs, dict)
+		ov := makeOverlay(recs)
+		s.Depth += len(ov.samples)
+		s.Values += reading.CountValues(ov.samples)
+		s.DeadLetters += len(ov.dead) + moved
+		if firstK == nil && len(ov.samples) > 0 {
+			s.OldestUnsent = ov.samples[0].Time
+		}
+		if ov.hasAcks {
+			acks = ov.acks
+		}
+		for id := range ov.ids {
+			maxID = max(maxID, id)
 		}
 	}
 	if jfi, err := os.Stat(journalPath); err == nil {
 		s.Bytes += jfi.Size()
 	}
 	s.NextID = max(ceil, maxID+1)
+	s.AckedMessages, s.AckedReadings, s.AckedValues = acks.msgs, acks.samples, acks.values
+	if acks.samples > 0 {
+		s.MessagesPerReading = float64(acks.msgs) / float64(acks.samples)
+	}
 	return s, m.txid, nil
 }
 
 // ExportRecord is one line of Export's JSON output (JSON Lines: one object
-// per line, so a large backlog streams and tools like jq read it directly).
+// per line, so a large backlog streams and tools like jq read it directly):
+// one value, with its sample's ID (shared by the sample's values).
 type ExportRecord struct {
-	ID          reading.ID `json:"id,string"` // string: IDs exceed 2^53, which JSON numbers lose in many tools
+	ID          reading.ID `json:"id,string"` // the sample's ID; string: IDs exceed 2^53, which JSON numbers lose in many tools
 	State       string     `json:"state"`     // "pending" or "dead"
 	Sensor      string     `json:"sensor"`
 	Measurement string     `json:"measurement"`
@@ -142,6 +180,7 @@ type ExportRecord struct {
 	Value       float64    `json:"value"`                // 0 when not finite, see ValueText
 	ValueText   string     `json:"value_text,omitempty"` // "NaN", "+Inf", "-Inf": JSON has no such numbers
 	Unit        string     `json:"unit"`
+	Resolution  float64    `json:"resolution,omitempty"` // the step the value is kept at; 0 = full precision
 	Time        time.Time  `json:"time"`
 	MonoNS      int64      `json:"mono_ns"`
 	BootID      string     `json:"boot_id,omitempty"`
@@ -152,18 +191,23 @@ type ExportRecord struct {
 	DecodeError string     `json:"decode_err,omitempty"` // why RawHex could not be decoded
 }
 
-// Export writes every committed reading (state "pending", oldest first) and
-// then every dead letter to w, read-only. asJSON selects JSON Lines (see
-// ExportRecord); otherwise one tab-separated line per reading with a header.
-// It takes the file's lock (shared) so it sees the file whole, and so fails
-// within a fraction of a second with ErrLocked while the daemon runs.
+// Export writes every value waiting (state "pending", oldest sample first)
+// and then every dead-lettered value to w, read-only: one line per value,
+// with its sample's ID. asJSON selects JSON Lines (see ExportRecord);
+// otherwise one tab-separated line per value with a header. It takes the
+// file's lock (shared) so it sees the file whole, and so fails within a
+// fraction of a second with ErrLocked while the daemon runs.
 func Export(path string, w io.Writer, asJSON bool) error {
+	return export(path, w, asJSON, true, true)
+}
+
+func export(path string, w io.Writer, asJSON, pending, dead bool) error {
 	op, err := openChecked(path, inspectTimeout, true)
 	if err != nil {
 		return fmt.Errorf("export buffer: %w", err)
 	}
 	defer closeQuietly(op.db)
-	// Readings durable in the journal but not yet folded (after a crash,
+	// Samples durable in the journal but not yet folded (after a crash,
 	// until the next Open folds them) belong to the file's contents.
 	var folded uint64
 	_ = op.db.View(func(tx *bolt.Tx) error {
@@ -172,17 +216,21 @@ func Export(path string, w io.Writer, asJSON bool) error {
 		}
 		return nil
 	})
-	jepoch, jrecs, err := readJournal(path + journalSuffix)
+	jepoch, subs, err := readJournal(path + journalSuffix)
 	if err != nil {
 		return fmt.Errorf("export buffer: %w", err)
 	}
 	ov := makeOverlay(nil)
 	if jepoch > folded {
-		ov = makeOverlay(jrecs)
+		recs, _ := decodeSubs(subs, op.dict)
+		ov = makeOverlay(recs)
 	}
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	write := func(rec ExportRecord) error {
+		if rec.State == "pending" && !pending || rec.State == "dead" && !dead {
+			return nil
+		}
 		if asJSON {
 			return enc.Encode(rec)
 		}
@@ -195,68 +243,73 @@ func Export(path string, w io.Writer, asJSON bool) error {
 			strconv.FormatFloat(rec.Value, 'g', -1, 64), rec.Unit, rec.Synced, reason)
 		return err
 	}
+	writeSample := func(smp *reading.Sample, state, reason string, at *time.Time) error {
+		for i := range smp.Values {
+			rec := ExportRecord{ID: smp.ID, State: state, Reason: reason, DeadAt: at}
+			fillExport(&rec, smp, &smp.Values[i])
+			if err := write(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if !asJSON {
 		if _, err := fmt.Fprintln(bw, "id\tstate\ttime\tsensor\tmeasurement\tproperty\tvalue\tunit\tsynced\treason"); err != nil {
 			return fmt.Errorf("export buffer: %w", err)
 		}
 	}
 	err = op.db.View(func(tx *bolt.Tx) error {
-		var deadInFile []ExportRecord
+		var deadInFile []reading.Sample
+		var deadWhy []string
 		err := tx.Bucket(bucketReadings).ForEach(func(k, v []byte) error {
 			id, _ := keyID(k)
-			if ov.acked[id] {
-				return nil
-			}
-			rec := ExportRecord{ID: id, State: "pending"}
-			if reason, ok := ov.deadIDs[id]; ok {
-				if r, err := decodeRecord(v); err == nil {
-					rec.State, rec.Reason = "dead", reason
-					fillExport(&rec, r)
-					deadInFile = append(deadInFile, rec)
+			smp, err := decodeSample(id, v, op.dict)
+			if err != nil {
+				if ov.fileRm[id] != nil && ov.fileRm[id].all {
+					return nil
 				}
+				return write(ExportRecord{ID: id, State: "pending", RawHex: hex.EncodeToString(v), DecodeError: err.Error()})
+			}
+			if reason, ok := ov.fileDead[id]; ok {
+				deadInFile = append(deadInFile, smp)
+				deadWhy = append(deadWhy, reason)
 				return nil
 			}
-			if r, err := decodeRecord(v); err != nil {
-				rec.RawHex, rec.DecodeError = hex.EncodeToString(v), err.Error()
-			} else {
-				fillExport(&rec, r)
+			if op := ov.fileRm[id]; op != nil {
+				op.apply(&smp)
 			}
-			return write(rec)
+			return writeSample(&smp, "pending", "", nil)
 		})
 		if err != nil {
 			return err
 		}
-		for _, r := range ov.readings {
-			rec := ExportRecord{ID: r.r.ID, State: "pending"}
-			fillExport(&rec, r.r)
-			if err := write(rec); err != nil {
+		for i := range ov.samples {
+			if err := writeSample(&ov.samples[i], "pending", "", nil); err != nil {
 				return err
 			}
 		}
-		for _, rec := range deadInFile {
-			if err := write(rec); err != nil {
+		for i := range deadInFile {
+			if err := writeSample(&deadInFile[i], "dead", deadWhy[i], nil); err != nil {
 				return err
 			}
 		}
-		for _, r := range ov.dead {
-			rec := ExportRecord{ID: r.r.ID, State: "dead", Reason: r.reason}
-			fillExport(&rec, r.r)
-			if err := write(rec); err != nil {
+		for i := range ov.dead {
+			var at *time.Time
+			if !ov.dead[i].DeadAt.IsZero() {
+				at = &ov.dead[i].DeadAt
+			}
+			if err := writeSample(&ov.dead[i].Sample, "dead", ov.dead[i].Reason, at); err != nil {
 				return err
 			}
 		}
 		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
 			id, _ := keyID(k)
-			rec := ExportRecord{ID: id, State: "dead"}
-			if d, err := decodeDead(v); err != nil {
-				rec.RawHex, rec.DecodeError = hex.EncodeToString(v), err.Error()
-			} else {
-				fillExport(&rec, d.Reading)
-				rec.Reason = d.Reason
-				at := d.At
-				rec.DeadAt = &at
+			r, err := DecodeRecord(string(bucketDead), k, v, op.dict)
+			if err != nil {
+				return write(ExportRecord{ID: id, State: "dead", RawHex: hex.EncodeToString(v), DecodeError: err.Error()})
 			}
-			return write(rec)
+			at := r.DeadAt
+			return writeSample(&r.Sample, "dead", r.Reason, &at)
 		})
 	})
 	if err != nil {
@@ -268,11 +321,11 @@ func Export(path string, w io.Writer, asJSON bool) error {
 	return nil
 }
 
-func fillExport(rec *ExportRecord, r reading.Reading) {
-	rec.Sensor, rec.Measurement, rec.Property = r.Sensor, r.Measurement, r.Property
-	rec.Value, rec.Unit, rec.Time = r.Value, r.Unit, r.Time
-	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) {
-		rec.Value, rec.ValueText = 0, strconv.FormatFloat(r.Value, 'g', -1, 64)
+func fillExport(rec *ExportRecord, s *reading.Sample, v *reading.Value) {
+	rec.Sensor, rec.Measurement, rec.Property = s.Sensor, v.Measurement, v.Property
+	rec.Value, rec.Unit, rec.Time, rec.Resolution = v.Value, v.Unit, s.Time, v.Resolution
+	if math.IsNaN(v.Value) || math.IsInf(v.Value, 0) {
+		rec.Value, rec.ValueText = 0, strconv.FormatFloat(v.Value, 'g', -1, 64)
 	}
-	rec.MonoNS, rec.BootID, rec.Synced = int64(r.Mono), r.BootID, r.Synced
+	rec.MonoNS, rec.BootID, rec.Synced = int64(s.Mono), s.BootID, s.Synced
 }

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,13 +32,21 @@ import (
 //	[4096:]   records: u32 payload length | u32 CRC-32C of epoch and payload | payload
 //
 // A record's payload is 'B' and the window's sub-records, each a uvarint
-// length and a type byte with its body:
+// length and a type byte with its body (v2 records, see record.go):
 //
-//	'R' a reading record (record.go)
-//	'A' uvarint count, then that many uvarint IDs: acked
-//	'D' uvarint ID, uvarint reason length, reason: dead-lettered
-//	'X' uvarint reason length, reason, a reading record: appended and
-//	    dead-lettered before any window
+//	'N' uvarint index, a dictionary entry (dict.go) not yet in the file
+//	'S' uvarint ID, a sample record: appended
+//	'A' uvarint count, then that many uvarint IDs: every value removed
+//	    (acked, dead-lettered or dropped)
+//	'a' uvarint ID, uvarint count, that many measurement names: those
+//	    values removed
+//	'Y' uvarint ID, a dead letter record (the dead values)
+//	'C' uvarint messages, samples, values: the ack counters' totals
+//
+// A journal left by the release before samples may also hold 'R' (a v1
+// record: appended), 'D' (uvarint ID, reason: dead-lettered whole) and 'X'
+// (reason, a v1 record: appended and dead-lettered before any window); they
+// are read, never written.
 //
 // Records are read up to the first that does not check out: a torn append
 // at a power cut, or a record of an older epoch after a reset. The bbolt file
@@ -57,16 +66,6 @@ var (
 	errJournalFull = errors.New("journal full")
 )
 
-// jrec is one decoded journal record.
-type jrec struct {
-	typ    byte
-	rec    []byte // 'R', 'X': the reading record as stored
-	r      reading.Reading
-	ids    []reading.ID // 'A'
-	id     reading.ID   // 'D'
-	reason string       // 'D', 'X'
-}
-
 type journal struct {
 	f     *os.File
 	size  int64
@@ -77,11 +76,11 @@ type journal struct {
 	broken bool
 }
 
-// openJournal opens or creates the journal and returns the records of its
-// current epoch. A missing, short or unreadable journal is started afresh:
+// openJournal opens or creates the journal and returns the raw sub-records
+// of its current epoch (decodeSubs decodes them with the file's dictionary). A missing, short or unreadable journal is started afresh:
 // anything it held that was not folded is lost, which only a damaged card
 // causes.
-func openJournal(path string, size int64) (*journal, []jrec, error) {
+func openJournal(path string, size int64) (*journal, []jsub, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("journal: %w", err)
@@ -139,11 +138,17 @@ func parseJournalHeader(b []byte) (uint64, bool) {
 	return binary.LittleEndian.Uint64(b[8:16]), true
 }
 
-// decodeJournal returns the records of epoch at the start of b and how many
-// bytes they take. It never panics and stops at the first record that does
-// not check out.
-func decodeJournal(b []byte, epoch uint64) ([]jrec, int) {
-	var recs []jrec
+// jsub is one sub-record of a window, not yet decoded.
+type jsub struct {
+	typ  byte
+	body []byte
+}
+
+// decodeJournal returns the sub-records of the windows of epoch at the start
+// of b and how many bytes those windows take. It never panics and stops at
+// the first window that does not check out.
+func decodeJournal(b []byte, epoch uint64) ([]jsub, int) {
+	var subs []jsub
 	off := 0
 	var ep [8]byte
 	binary.LittleEndian.PutUint64(ep[:], epoch)
@@ -157,50 +162,104 @@ func decodeJournal(b []byte, epoch uint64) ([]jrec, int) {
 		if crc != binary.LittleEndian.Uint32(b[off+4:]) {
 			break
 		}
-		rs, err := decodeWindow(payload)
+		ss, err := decodeWindow(payload)
 		if err != nil {
 			break
 		}
-		recs = append(recs, rs...)
+		subs = append(subs, ss...)
 		off += 8 + n
 	}
-	return recs, off
+	return subs, off
 }
 
-// decodeWindow decodes one journal record: a 'B' window of sub-records.
-func decodeWindow(p []byte) ([]jrec, error) {
+// decodeWindow splits one journal record, a 'B' window, into its
+// sub-records (copies).
+func decodeWindow(p []byte) ([]jsub, error) {
 	if len(p) == 0 || p[0] != 'B' {
 		return nil, fmt.Errorf("%w: not a journal window", ErrBadRecord)
 	}
 	d := decoder{b: p[1:]}
-	var out []jrec
+	var out []jsub
 	for len(d.b) > 0 {
 		n := d.uvarint("sub-record length")
-		if d.err == nil && n > uint64(len(d.b)) {
+		if d.err == nil && (n == 0 || n > uint64(len(d.b))) {
 			d.fail("sub-record length")
 		}
 		if d.err != nil {
 			return nil, d.err
 		}
-		r, err := decodeJrec(d.b[:n])
-		if err != nil {
-			return nil, err
+		typ := d.b[0]
+		if !bytes.ContainsRune([]byte("NSAaYCRDX"), rune(typ)) {
+			return nil, fmt.Errorf("%w: unknown journal record type %d", ErrBadRecord, typ)
 		}
-		out = append(out, r)
+		out = append(out, jsub{typ: typ, body: append([]byte(nil), d.b[1:n]...)})
 		d.b = d.b[n:]
 	}
 	return out, nil
 }
 
-func decodeJrec(p []byte) (jrec, error) {
-	if len(p) == 0 {
-		return jrec{}, fmt.Errorf("%w: empty journal record", ErrBadRecord)
+// jrec is one decoded journal sub-record.
+type jrec struct {
+	typ    byte
+	id     reading.ID
+	s      reading.Sample // 'S', 'R': the sample; 'Y', 'X': the dead values
+	ids    []reading.ID   // 'A'
+	names  []string       // 'a'
+	reason string         // 'D', 'X', 'Y'
+	at     time.Time      // 'Y'
+	acks   ackCounts      // 'C'
+}
+
+// decodeSubs decodes sub-records in order, adding 'N' entries to d as they
+// come. A sub-record that does not decode (its window checked out, so only
+// a bug writes one) is skipped and counted.
+func decodeSubs(subs []jsub, d *Dict) (recs []jrec, bad int) {
+	for _, sb := range subs {
+		r, err := decodeJrec(sb, d)
+		if err != nil {
+			bad++
+			continue
+		}
+		if r.typ != 'N' {
+			recs = append(recs, r)
+		}
 	}
-	j := jrec{typ: p[0]}
-	d := decoder{b: p[1:]}
-	switch p[0] {
+	return recs, bad
+}
+
+func decodeJrec(sb jsub, dict *Dict) (jrec, error) {
+	j := jrec{typ: sb.typ}
+	d := decoder{b: sb.body}
+	var err error
+	switch sb.typ {
+	case 'N':
+		idx := d.uvarint("dict index")
+		if d.err != nil || idx > maxDict {
+			return j, fmt.Errorf("%w: journal dict entry", ErrBadRecord)
+		}
+		e, err := decodeDictEnt(d.b)
+		if err != nil {
+			return j, err
+		}
+		return j, dict.set(uint32(idx), e)
+	case 'S':
+		j.id = reading.ID(d.uvarint("id"))
+		if d.err != nil {
+			return j, d.err
+		}
+		j.s, err = decodeSample(j.id, d.b, dict)
+		return j, err
 	case 'R':
-		j.rec = append([]byte(nil), d.b...)
+		j.s, err = decodeSample(0, d.b, dict)
+		if err == nil && len(d.b) > 0 && d.b[0] != recordV1 {
+			err = fmt.Errorf("%w: 'R' holds a v%d record", ErrBadRecord, d.b[0])
+		}
+		if err == nil {
+			// A v1 record names its ID.
+			j.s.ID, _ = v1ID(d.b)
+			j.id = j.s.ID
+		}
+		return j, err
 	case 'A':
 		n := d.uvarint("ack count")
 		if n > uint64(len(d.b)) {
@@ -209,32 +268,57 @@ func decodeJrec(p []byte) (jrec, error) {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			j.ids = append(j.ids, reading.ID(d.uvarint("ack id")))
 		}
-		if d.err == nil && len(d.b) != 0 {
-			d.fail("ack trailing bytes")
+	case 'a':
+		j.id = reading.ID(d.uvarint("id"))
+		n := d.uvarint("count")
+		if n > uint64(len(d.b)) {
+			d.fail("count")
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			j.names = append(j.names, d.str("measurement"))
 		}
 	case 'D':
 		j.id = reading.ID(d.uvarint("dead id"))
 		j.reason = d.str("reason")
-		if d.err == nil && len(d.b) != 0 {
-			d.fail("dead trailing bytes")
-		}
 	case 'X':
 		j.reason = d.str("reason")
-		j.rec = append([]byte(nil), d.b...)
-	default:
-		return jrec{}, fmt.Errorf("%w: unknown journal record type %d", ErrBadRecord, p[0])
-	}
-	if d.err != nil {
-		return jrec{}, d.err
-	}
-	if j.rec != nil {
-		r, err := decodeRecord(j.rec)
-		if err != nil {
-			return jrec{}, err
+		if d.err == nil {
+			j.s, err = decodeSample(0, d.b, dict)
+			if err == nil {
+				j.s.ID, _ = v1ID(d.b)
+				j.id = j.s.ID
+			}
+			d.b = nil
 		}
-		j.r = r
+	case 'Y':
+		j.id = reading.ID(d.uvarint("id"))
+		if d.err == nil {
+			var r Record
+			r, err = decodeDead(j.id, d.b, dict)
+			j.s, j.reason, j.at = r.Sample, r.Reason, r.DeadAt
+			d.b = nil
+		}
+	case 'C':
+		j.acks.msgs = d.uvarint("messages")
+		j.acks.samples = d.uvarint("samples")
+		j.acks.values = d.uvarint("values")
 	}
-	return j, nil
+	if err != nil {
+		return j, err
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	return j, d.err
+}
+
+// v1ID reads the ID a version 1 record repeats.
+func v1ID(rec []byte) (reading.ID, bool) {
+	if len(rec) < 2 || rec[0] != recordV1 {
+		return 0, false
+	}
+	v, n := binary.Uvarint(rec[1:])
+	return reading.ID(v), n > 0
 }
 
 // appendJrec encodes one record for epoch onto b.
@@ -246,7 +330,18 @@ func appendJrec(b []byte, epoch uint64, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-func jPayloadR(rec []byte) []byte { return append([]byte{'R'}, rec...) }
+func appendUvarintLen(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+func jPayloadN(idx uint32, ent []byte) []byte {
+	return append(binary.AppendUvarint([]byte{'N'}, uint64(idx)), ent...)
+}
+
+func jPayloadS(id reading.ID, rec []byte) []byte {
+	return append(binary.AppendUvarint([]byte{'S'}, uint64(id)), rec...)
+}
 
 func jPayloadA(ids []reading.ID) []byte {
 	b := binary.AppendUvarint([]byte{'A'}, uint64(len(ids)))
@@ -256,22 +351,23 @@ func jPayloadA(ids []reading.ID) []byte {
 	return b
 }
 
-func jPayloadD(id reading.ID, reason string) []byte {
-	if len(reason) > maxField {
-		reason = reason[:maxField]
+func jPayloada(id reading.ID, names []string) []byte {
+	b := binary.AppendUvarint([]byte{'a'}, uint64(id))
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, n := range names {
+		b = appendStr(b, n)
 	}
-	b := binary.AppendUvarint([]byte{'D'}, uint64(id))
-	b = binary.AppendUvarint(b, uint64(len(reason)))
-	return append(b, reason...)
+	return b
 }
 
-func jPayloadX(rec []byte, reason string) []byte {
-	if len(reason) > maxField {
-		reason = reason[:maxField]
-	}
-	b := binary.AppendUvarint([]byte{'X'}, uint64(len(reason)))
-	b = append(b, reason...)
-	return append(b, rec...)
+func jPayloadY(id reading.ID, dead []byte) []byte {
+	return append(binary.AppendUvarint([]byte{'Y'}, uint64(id)), dead...)
+}
+
+func jPayloadC(a ackCounts) []byte {
+	b := binary.AppendUvarint([]byte{'C'}, a.msgs)
+	b = binary.AppendUvarint(b, a.samples)
+	return binary.AppendUvarint(b, a.values)
 }
 
 // append writes encoded records (from appendJrec) and makes them durable.
@@ -337,7 +433,7 @@ func fdatasync(f *os.File) error {
 
 // readJournal reads the journal at path without changing it (Export,
 // Inspect); a missing or headerless journal has no records.
-func readJournal(path string) (uint64, []jrec, error) {
+func readJournal(path string) (uint64, []jsub, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil, nil
@@ -349,167 +445,129 @@ func readJournal(path string) (uint64, []jrec, error) {
 	if !ok || len(data) < journalHeader {
 		return 0, nil, nil
 	}
-	recs, _ := decodeJournal(data[journalHeader:], epoch)
-	return epoch, recs, nil
+	subs, _ := decodeJournal(data[journalHeader:], epoch)
+	return epoch, subs, nil
 }
 
 // overlay is what a journal adds to and takes from the bbolt file.
 type overlay struct {
-	readings []jrec                // 'R' not acked or dead-lettered later in the journal
-	dead     []jrec                // 'X', and 'R' dead-lettered later ('D' on it)
-	acked    map[reading.ID]bool   // 'A' IDs not among the journal's readings: delete from bbolt
-	deadIDs  map[reading.ID]string // 'D' IDs not among the journal's readings: move in bbolt
+	samples  []reading.Sample      // appended, with the values not removed later in the journal
+	dead     []Record              // dead letters
+	fileRm   map[reading.ID]*rmOp  // removals of values of records in the file
+	fileDead map[reading.ID]string // v1 'D' of records in the file: move whole
+	acks     ackCounts             // the last 'C'
+	hasAcks  bool
+	ids      map[reading.ID]struct{} // every ID the journal names
+}
+
+type rmOp struct {
+	all   bool
+	names []string
+}
+
+func (r *rmOp) apply(s *reading.Sample) {
+	if r.all {
+		s.Values = nil
+		return
+	}
+	s.Values = slices.DeleteFunc(slices.Clone(s.Values), func(v reading.Value) bool { return slices.Contains(r.names, v.Measurement) })
 }
 
 func makeOverlay(recs []jrec) overlay {
-	o := overlay{acked: map[reading.ID]bool{}, deadIDs: map[reading.ID]string{}}
-	inJ := map[reading.ID]int{} // reading ID -> index in recs
-	gone := map[reading.ID]bool{}
-	deadR := map[reading.ID]string{}
-	for i, r := range recs {
-		switch r.typ {
-		case 'R':
-			inJ[r.r.ID] = i
-		case 'A':
-			for _, id := range r.ids {
-				if _, ok := inJ[id]; ok {
-					gone[id] = true
-				} else {
-					o.acked[id] = true
-				}
-			}
-		case 'D':
-			if _, ok := inJ[r.id]; ok {
-				deadR[r.id] = r.reason
-			} else {
-				o.deadIDs[r.id] = r.reason
-			}
-		case 'X':
-			o.dead = append(o.dead, r)
+	o := overlay{fileRm: map[reading.ID]*rmOp{}, fileDead: map[reading.ID]string{}, ids: map[reading.ID]struct{}{}}
+	at := map[reading.ID]int{} // sample ID -> index in o.samples
+	rm := func(id reading.ID, op rmOp) {
+		if i, ok := at[id]; ok {
+			op.apply(&o.samples[i])
+			return
 		}
+		if f := o.fileRm[id]; f != nil {
+			f.all = f.all || op.all
+			f.names = append(f.names, op.names...)
+			return
+		}
+		o.fileRm[id] = &op
 	}
 	for _, r := range recs {
-		if r.typ != 'R' || gone[r.r.ID] {
-			continue
+		o.ids[r.id] = struct{}{}
+		switch r.typ {
+		case 'S', 'R':
+			at[r.s.ID] = len(o.samples)
+			o.samples = append(o.samples, r.s)
+		case 'A':
+			for _, id := range r.ids {
+				o.ids[id] = struct{}{}
+				rm(id, rmOp{all: true})
+			}
+		case 'a':
+			rm(r.id, rmOp{names: r.names})
+		case 'D':
+			if i, ok := at[r.id]; ok {
+				if len(o.samples[i].Values) > 0 {
+					o.dead = append(o.dead, Record{Sample: o.samples[i], Dead: true, Reason: r.reason})
+				}
+				o.samples[i].Values = nil
+			} else {
+				o.fileDead[r.id] = r.reason
+			}
+		case 'X', 'Y':
+			o.dead = append(o.dead, Record{Sample: r.s, Dead: true, Reason: r.reason, DeadAt: r.at})
+		case 'C':
+			o.acks, o.hasAcks = r.acks, true
 		}
-		if reason, ok := deadR[r.r.ID]; ok {
-			r.reason = reason
-			o.dead = append(o.dead, r)
-			continue
-		}
-		o.readings = append(o.readings, r)
 	}
+	o.samples = slices.DeleteFunc(o.samples, func(s reading.Sample) bool { return len(s.Values) == 0 })
 	return o
 }
 
-// journalWindow makes the window durable in the journal: new readings,
-// readings dead-lettered before any window, and the acks and dead letters of
-// durable readings. Nothing to write, nothing written. Called with commitMu
-// held.
+// journalWindow makes the ledger's next window durable in the journal.
+// Nothing to write, nothing written. Called with commitMu held.
 func (b *Buffer) journalWindow() error {
 	b.mu.Lock()
 	if b.jr.broken {
 		b.mu.Unlock()
 		return errJournalFull
 	}
-	var batch []*entry
 	var cutoff time.Time
 	if b.o.MaxAge > 0 {
+		// Too old already: not worth a write (see MaxAge).
 		cutoff = time.Now().Add(-b.o.MaxAge)
 	}
-	aged := 0
-	for i := 0; i < len(b.pending); i++ {
-		e := b.pending[i]
-		if e.journaled || b.live[e.r.ID] != e {
-			continue
-		}
-		if !cutoff.IsZero() && e.r.Synced && e.r.Time.Before(cutoff) {
-			// Too old already: not worth a write (see MaxAge).
-			b.pending = append(b.pending[:i], b.pending[i+1:]...)
-			delete(b.live, e.r.ID)
-			delete(b.inflight, e.r.ID)
-			i--
-			aged++
-			continue
-		}
-		batch = append(batch, e)
-	}
+	w, aged := b.l.window(cutoff)
 	b.dropped(ReasonMaxAge, aged)
-	var dnew []int
-	for i := range b.deadNew {
-		if !b.deadNew[i].journaled {
-			dnew = append(dnew, i)
-		}
-	}
-	acks, deads := b.jAcks, b.jDeads
-	if len(batch) == 0 && len(dnew) == 0 && len(acks) == 0 && len(deads) == 0 {
+	if w.empty() {
 		b.mu.Unlock()
 		return nil
 	}
 	ep := b.jr.epoch
-	// One record per window: a reader (Inspect, recovery after a power
-	// cut) sees all of a window or none of it.
-	buf := []byte{'B'}
-	sub := func(p []byte) {
-		buf = binary.AppendUvarint(buf, uint64(len(p)))
-		buf = append(buf, p...)
-	}
-	// Marked before the write, so an ack that arrives during it is
-	// recorded in the journal too (an ack of a reading whose write then
-	// failed is harmless).
-	for _, e := range batch {
-		sub(jPayloadR(e.enc))
-		e.journaled = true
-	}
-	b.jcount += len(batch)
-	for _, i := range dnew {
-		d := &b.deadNew[i]
-		sub(jPayloadX(d.e.enc, d.reason))
-		d.journaled = true
-	}
-	if len(acks) > 0 {
-		sub(jPayloadA(acks))
-	}
-	for _, d := range deads {
-		sub(jPayloadD(d.id, d.reason))
-	}
-	b.jAcks, b.jDeads = nil, nil
 	b.mu.Unlock()
 
-	err := b.jr.append(appendJrec(nil, ep, buf))
+	// One record per window: a reader (Inspect, recovery after a power
+	// cut) sees all of a window or none of it.
+	err := b.jr.append(appendJrec(nil, ep, w.payload))
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.l.windowDone(w, err == nil)
 	if err != nil {
-		for _, e := range batch {
-			if e.journaled && b.live[e.r.ID] == e {
-				e.journaled = false
-				b.jcount--
-			}
-		}
-		for i := range b.deadNew {
-			if slices.Contains(dnew, i) {
-				b.deadNew[i].journaled = false
-			}
-		}
-		b.jAcks, b.jDeads = append(acks, b.jAcks...), append(deads, b.jDeads...)
 		return err
 	}
 	b.windows++
 	b.st.Commits++
 	b.st.LastCommit = time.Now()
 	if b.o.onCommit != nil {
-		b.o.onCommit(reading.IDs(entriesReadings(batch)), acks)
+		var written, deleted []reading.ID
+		for _, it := range w.items {
+			switch it.kind {
+			case 'S':
+				written = append(written, it.e.s.ID)
+			case 'A':
+				deleted = append(deleted, it.e.s.ID)
+			}
+		}
+		b.o.onCommit(written, deleted)
 	}
 	return nil
-}
-
-func entriesReadings(es []*entry) []reading.Reading {
-	rs := make([]reading.Reading, len(es))
-	for i, e := range es {
-		rs[i] = e.r
-	}
-	return rs
 }
 
 // recoverJournal folds what the journal holds beyond the file's last fold
@@ -524,7 +582,7 @@ func (b *Buffer) recoverJournal(op *opened) error {
 			return nil
 		}
 	}
-	j, recs, err := openJournal(path, journalSizeFor(b.o))
+	j, subs, err := openJournal(path, journalSizeFor(b.o))
 	if err != nil {
 		b.log.Warn("no journal: committing every window to the buffer file", "err", err)
 		return nil
@@ -539,62 +597,30 @@ func (b *Buffer) recoverJournal(op *opened) error {
 		j.f.Close()
 		return err
 	}
-	for _, r := range recs {
-		op.maxID = max(op.maxID, r.r.ID, r.id)
-		for _, id := range r.ids {
+	if !j.broken && j.epoch > folded && len(subs) > 0 {
+		recs, bad := decodeSubs(subs, b.l.dict)
+		if bad > 0 {
+			b.log.Warn("journal records that do not decode were skipped", "count", bad)
+		}
+		ov := makeOverlay(recs)
+		for id := range ov.ids {
 			op.maxID = max(op.maxID, id)
 		}
-	}
-	if !j.broken && j.epoch > folded && len(recs) > 0 {
-		ov := makeOverlay(recs)
-		now := time.Now()
-		err := b.db.Update(func(tx *bolt.Tx) error {
-			rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
-			for _, r := range ov.readings {
-				k := idKey(r.r.ID)
-				if rb.Get(k) == nil && db.Get(k) == nil {
-					if err := rb.Put(k, r.rec); err != nil {
-						return err
-					}
-				}
-			}
-			for _, r := range ov.dead {
-				k := idKey(r.r.ID)
-				if err := db.Put(k, encodeDead(r.rec, r.reason, now)); err != nil {
-					return err
-				}
-				if err := rb.Delete(k); err != nil {
-					return err
-				}
-			}
-			for id := range ov.acked {
-				if err := rb.Delete(idKey(id)); err != nil {
-					return err
-				}
-			}
-			for id, reason := range ov.deadIDs {
-				k := idKey(id)
-				if v := rb.Get(k); v != nil {
-					if err := db.Put(k, encodeDead(append([]byte(nil), v...), reason, now)); err != nil {
-						return err
-					}
-					if err := rb.Delete(k); err != nil {
-						return err
-					}
-				}
-			}
-			return tx.Bucket(bucketMeta).Put(keyJEpoch, binary.BigEndian.AppendUint64(nil, j.epoch))
-		})
-		if err != nil {
+		if err := b.applyOverlay(&ov, j.epoch); err != nil {
 			j.f.Close()
 			return fmt.Errorf("fold journal: %w", err)
 		}
-		_ = b.db.View(func(tx *bolt.Tx) error {
-			b.committed, b.dead = countKeys(tx.Bucket(bucketReadings)), countKeys(tx.Bucket(bucketDead))
-			return nil
-		})
 		b.log.Info("journal folded into the buffer file after an unclean stop",
-			"readings", len(ov.readings), "acks", len(ov.acked), "dead_letters", len(ov.dead)+len(ov.deadIDs))
+			"samples", len(ov.samples), "removals", len(ov.fileRm), "dead_letters", len(ov.dead)+len(ov.fileDead))
+	} else {
+		// Its IDs were handed out all the same.
+		recs, _ := decodeSubs(subs, NewDict())
+		for _, r := range recs {
+			op.maxID = max(op.maxID, r.id, r.s.ID)
+			for _, id := range r.ids {
+				op.maxID = max(op.maxID, id)
+			}
+		}
 	}
 	if b.naive {
 		j.f.Close()
@@ -611,6 +637,112 @@ func (b *Buffer) recoverJournal(op *opened) error {
 	}
 	b.jr = j
 	return nil
+}
+
+// applyOverlay writes a journal's overlay into bbolt in one transaction,
+// marks the journal's epoch folded and recounts the file.
+func (b *Buffer) applyOverlay(ov *overlay, epoch uint64) error {
+	d := b.l.dict
+	now := time.Now()
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		rb, db, mb, xb := tx.Bucket(bucketReadings), tx.Bucket(bucketDead), tx.Bucket(bucketMeta), tx.Bucket(bucketDict)
+		for i := range ov.samples {
+			s := &ov.samples[i]
+			k := idKey(s.ID)
+			if rb.Get(k) == nil {
+				if err := rb.Put(k, encodeSample(s, allBits(len(s.Values)), d)); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range ov.dead {
+			r := &ov.dead[i]
+			if len(r.Values) == 0 {
+				continue
+			}
+			at := r.DeadAt
+			if at.IsZero() {
+				at = now
+			}
+			k, err := freeDeadKey(db, r.ID)
+			if err != nil {
+				return err
+			}
+			if err := db.Put(k, encodeDead(encodeSample(&r.Sample, allBits(len(r.Values)), d), r.Reason, at)); err != nil {
+				return err
+			}
+		}
+		for id, op := range ov.fileRm {
+			k := idKey(id)
+			v := rb.Get(k)
+			if v == nil {
+				continue
+			}
+			s, err := decodeSample(id, v, d)
+			if err != nil {
+				continue // left for moveUndecodable at the next Open
+			}
+			op.apply(&s)
+			if len(s.Values) == 0 {
+				err = rb.Delete(k)
+			} else {
+				err = rb.Put(k, encodeSample(&s, allBits(len(s.Values)), d))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for id, reason := range ov.fileDead {
+			k := idKey(id)
+			v := rb.Get(k)
+			if v == nil {
+				continue
+			}
+			dk, err := freeDeadKey(db, id)
+			if err != nil {
+				return err
+			}
+			if err := db.Put(dk, encodeDead(append([]byte(nil), v...), reason, now)); err != nil {
+				return err
+			}
+			if err := rb.Delete(k); err != nil {
+				return err
+			}
+		}
+		for i := range d.ents {
+			if !d.ents[i].filed && d.ents[i].kind != 0 {
+				if err := xb.Put(dictKey(uint32(i+1)), encodeDictEnt(&d.ents[i])); err != nil {
+					return err
+				}
+			}
+		}
+		if ov.hasAcks {
+			if err := mb.Put(keyAcks, encodeAcks(ov.acks)); err != nil {
+				return err
+			}
+		}
+		// The journal's epoch is folded: at the next Open it is ignored.
+		return mb.Put(keyJEpoch, binary.BigEndian.AppendUint64(nil, epoch))
+	})
+	if err != nil {
+		return err
+	}
+	for i := range d.ents {
+		d.ents[i].filed = true
+	}
+	if ov.hasAcks {
+		b.l.acks, b.l.acksJournaled = ov.acks, ov.acks
+	}
+	return b.db.View(func(tx *bolt.Tx) error {
+		b.l.stored, b.l.storedValues = 0, 0
+		_ = tx.Bucket(bucketReadings).ForEach(func(_, v []byte) error {
+			b.l.stored++
+			b.l.storedValues += max(countValues(v), 0)
+			return nil
+		})
+		b.l.deadRecs = countKeys(tx.Bucket(bucketDead))
+		return nil
+	})
 }
 
 func countKeys(bk *bolt.Bucket) int {

@@ -42,7 +42,7 @@ func TestConcurrentModel(t *testing.T) {
 			}
 			mu.Lock()
 			for _, r := range rs {
-				appended[r.ID] = r.Value
+				appended[r.ID] = r.Values[0].Value
 			}
 			mu.Unlock()
 			i += n
@@ -67,8 +67,8 @@ func TestConcurrentModel(t *testing.T) {
 				mu.Lock()
 				v, ok = appended[r.ID]
 			}
-			if !ok || v != r.Value {
-				t.Fatalf("took %d (value %v) that was not appended as such", r.ID, r.Value)
+			if !ok || v != r.Values[0].Value {
+				t.Fatalf("took %d (value %v) that was not appended as such", r.ID, r.Values)
 			}
 			if inflight[r.ID] || acked[r.ID] || dead[r.ID] {
 				t.Fatalf("took %d twice (in flight %v, acked %v, dead %v)", r.ID, inflight[r.ID], acked[r.ID], dead[r.ID])
@@ -79,7 +79,7 @@ func TestConcurrentModel(t *testing.T) {
 		ids := reading.IDs(rs)
 		switch k := rng.IntN(10); {
 		case k < 7:
-			if err := b.Ack(ids); err != nil {
+			if err := b.Ack(refs(ids...)); err != nil {
 				t.Fatal(err)
 			}
 			mu.Lock()
@@ -96,7 +96,7 @@ func TestConcurrentModel(t *testing.T) {
 			mu.Unlock()
 			b.Release(ids)
 		default:
-			if err := b.DeadLetter(ids, "model"); err != nil {
+			if err := b.DeadLetter(refs(ids...), "model"); err != nil {
 				t.Fatal(err)
 			}
 			mu.Lock()

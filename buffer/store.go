@@ -21,20 +21,44 @@ var (
 	bucketReadings = []byte("readings")
 	bucketDead     = []byte("dead")
 	bucketMeta     = []byte("meta")
+	bucketDict     = []byte("dict")
 
 	keyFormat = []byte("format")
 	keyIDCeil = []byte("idceil")
+	keyAcks   = []byte("acks")
 )
 
 // fileFormat is the layout of buckets and meta keys; records carry their own
-// version byte.
-const fileFormat = 1
+// version byte. Format 2 added the dict bucket and version 2 records; a
+// format 1 file (the release before samples) is upgraded in place at Open
+// (its version 1 records stay and are read as they are). There is no way
+// back: the release before refuses a format 2 file.
+const (
+	fileFormat   = 2
+	fileFormatV1 = 1
+)
+
+// encodeAcks is the meta "acks" value: the ack counters' totals.
+func encodeAcks(a ackCounts) []byte {
+	b := binary.AppendUvarint(nil, a.msgs)
+	b = binary.AppendUvarint(b, a.samples)
+	return binary.AppendUvarint(b, a.values)
+}
+
+func decodeAcks(v []byte) (ackCounts, bool) {
+	d := decoder{b: v}
+	a := ackCounts{msgs: d.uvarint("acks"), samples: d.uvarint("acks"), values: d.uvarint("acks")}
+	return a, d.err == nil
+}
 
 // opened is what openStore learned about the file it opened.
 type opened struct {
 	db        *bolt.DB
-	committed int
+	committed int // records in the readings bucket (samples)
+	values    int // values they hold
 	dead      int
+	dict      *Dict
+	acks      ackCounts
 	maxID     reading.ID // highest ID stored in either bucket
 	idCeil    reading.ID // persisted reservation: no ID at or above it was handed out
 	bad       int        // undecodable records moved to the dead bucket
@@ -143,7 +167,7 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 	}
 	if !readOnly {
 		err = op.db.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketReadings, bucketDead, bucketMeta} {
+			for _, name := range [][]byte{bucketReadings, bucketDead, bucketMeta, bucketDict} {
 				if tx.Bucket(name) == nil {
 					if _, err := tx.CreateBucket(name); err != nil {
 						return err
@@ -151,7 +175,7 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 				}
 			}
 			m := tx.Bucket(bucketMeta)
-			if v := m.Get(keyFormat); v == nil {
+			if v := m.Get(keyFormat); v == nil || len(v) == 1 && v[0] == fileFormatV1 {
 				return m.Put(keyFormat, []byte{fileFormat})
 			} else if len(v) != 1 || v[0] != fileFormat {
 				return fmt.Errorf("%w: unknown file format %v", ErrCorrupt, v)
@@ -194,17 +218,26 @@ func checkAndScan(tx *bolt.Tx, op *opened) error {
 	if v := mb.Get(keyIDCeil); len(v) == 8 {
 		op.idCeil = reading.ID(binary.BigEndian.Uint64(v))
 	}
+	if v := mb.Get(keyAcks); v != nil {
+		op.acks, _ = decodeAcks(v)
+	}
+	op.dict, err = loadDict(tx)
+	if err != nil {
+		return err
+	}
 	err = rb.ForEach(func(k, v []byte) error {
 		id, ok := keyID(k)
-		if !ok {
+		if !ok || len(k) != 8 {
 			return fmt.Errorf("%w: bad key %x", ErrCorrupt, k)
 		}
 		op.maxID = max(op.maxID, id)
-		if _, err := decodeRecord(v); err != nil {
+		s, err := decodeSample(id, v, op.dict)
+		if err != nil {
 			op.bad++
 			return nil
 		}
 		op.committed++
+		op.values += len(s.Values)
 		return nil
 	})
 	if err != nil {
@@ -234,14 +267,38 @@ func checkAndScan(tx *bolt.Tx, op *opened) error {
 	return nil
 }
 
+// loadDict reads the file's dictionary (a format 1 file has none yet).
+func loadDict(tx *bolt.Tx) (*Dict, error) {
+	d := NewDict()
+	xb := tx.Bucket(bucketDict)
+	if xb == nil {
+		return d, nil
+	}
+	err := xb.ForEach(func(k, v []byte) error {
+		if err := d.Load(k, v); err != nil {
+			return fmt.Errorf("%w: dictionary entry %x: %v", ErrCorrupt, k, err)
+		}
+		return nil
+	})
+	for i := range d.ents {
+		d.ents[i].filed = true
+	}
+	return d, err
+}
+
 // moveUndecodable sets records that bbolt holds intact but we cannot decode
 // (a bug, or a file from a newer release) aside as dead letters, raw, so they
 // stay visible instead of blocking the queue.
 func moveUndecodable(tx *bolt.Tx) error {
 	rb, db := tx.Bucket(bucketReadings), tx.Bucket(bucketDead)
+	d, err := loadDict(tx)
+	if err != nil {
+		return err
+	}
 	var keys [][]byte
-	err := rb.ForEach(func(k, v []byte) error {
-		if _, err := decodeRecord(v); err != nil {
+	err = rb.ForEach(func(k, v []byte) error {
+		id, _ := keyID(k)
+		if _, err := decodeSample(id, v, d); err != nil {
 			keys = append(keys, append([]byte(nil), k...))
 		}
 		return nil
@@ -252,7 +309,12 @@ func moveUndecodable(tx *bolt.Tx) error {
 	now := time.Now()
 	for _, k := range keys {
 		v := append([]byte(nil), rb.Get(k)...)
-		if err := db.Put(k, encodeDead(v, "undecodable record", now)); err != nil {
+		id, _ := keyID(k)
+		dk, err := freeDeadKey(db, id)
+		if err != nil {
+			return err
+		}
+		if err := db.Put(dk, encodeDead(v, "undecodable record", now)); err != nil {
 			return err
 		}
 		if err := rb.Delete(k); err != nil {
@@ -318,13 +380,13 @@ func boltOptions(f *os.File, timeout time.Duration, readOnly bool) *bolt.Options
 		// file description then succeeds at once.
 		OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
 		FreelistType: bolt.FreelistMapType,
-		// Write amplification is the SD card's enemy. Every commit
-		// rewrites the path from the changed leaf to the root plus the
-		// meta page: with 1 KiB pages that path shares the card's 4 KiB
-		// pages far more often than with bbolt's default of the OS page
-		// size (measured: about 2.3x fewer bytes per reading, see
-		// README.md). Applies to new files only; old ones keep theirs.
-		PageSize: 1024,
+		// The OS page size (4 KiB): bbolt's two meta pages then never
+		// share a 4 KiB block of the card, so one torn write cannot take
+		// both. The journal, not small pages, keeps the writes per
+		// sample down (README.md). Applies to new files (and compacted
+		// copies); a file of the release before keeps its 1 KiB pages
+		// until its first compaction.
+		PageSize: os.Getpagesize(),
 		// The freelist is rebuilt by a scan at open instead of being
 		// rewritten by every commit (as etcd does): one page less per
 		// commit, paid once per start in a read we do anyway.
