@@ -19,7 +19,7 @@ func writeBufferStats(w io.Writer, path string, st buffer.Stats, asJSON bool) er
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "file\t%s\n", path)
-	fmt.Fprintf(tw, "readings waiting\t%d\n", st.Depth)
+	fmt.Fprintf(tw, "readings waiting\t%d samples, %d values\n", st.Depth, st.Values)
 	fmt.Fprintf(tw, "size on disk\t%d bytes\n", st.Bytes)
 	if !st.OldestUnsent.IsZero() {
 		fmt.Fprintf(tw, "oldest unsent\t%s (%s ago)\n", st.OldestUnsent.UTC().Format(time.RFC3339), time.Since(st.OldestUnsent).Round(time.Second))
@@ -27,6 +27,12 @@ func writeBufferStats(w io.Writer, path string, st buffer.Stats, asJSON bool) er
 		fmt.Fprintf(tw, "oldest unsent\t-\n")
 	}
 	fmt.Fprintf(tw, "dead letters\t%d\n", st.DeadLetters)
+	if st.AckedReadings > 0 {
+		fmt.Fprintf(tw, "messages per reading\t%.3f (%d messages acked %d readings, %d values)\n",
+			st.MessagesPerReading, st.AckedMessages, st.AckedReadings, st.AckedValues)
+	} else {
+		fmt.Fprintf(tw, "messages per reading\t- (nothing acked yet)\n")
+	}
 	reasons := make([]string, 0, len(st.Drops))
 	for r := range st.Drops {
 		reasons = append(reasons, r)
