@@ -99,8 +99,9 @@ type Stats struct {
 	Compactions  uint64            `json:"compactions"`    // files rewritten to reclaim space
 	CorruptFiles uint64            `json:"corrupt_files"`  // corrupt files set aside at open
 	NextID       reading.ID        `json:"next_id,string"` // the ID the next Append assigns
-	// Acknowledgements over the file's life (kept in the file, so they
-	// survive restarts; a crash may lose the last commit window's).
+	// Acknowledgements over the file's life. They are kept in the file
+	// with the next commit that writes anything (and at Close), so they
+	// survive restarts; a crash loses those since.
 	AckedMessages uint64 `json:"acked_messages"` // platform messages acknowledged (Ack calls)
 	AckedReadings uint64 `json:"acked_readings"` // samples whose last value left by Ack
 	AckedValues   uint64 `json:"acked_values"`   // values acked
@@ -972,7 +973,9 @@ func (b *Buffer) commitOnce() error {
 	// write: acks in memory have overtaken samples it still holds.
 	journalEmpty := b.jr == nil || b.jr.off == journalHeader
 	f := b.l.fold()
-	if f.empty() && journalEmpty && b.l.acks == b.l.acksJournaled && !b.ageDueLocked() {
+	// The ack counters alone are worth a write only at Close.
+	acksOnly := b.closed && b.l.acks != b.l.acksJournaled
+	if f.empty() && journalEmpty && !acksOnly && !b.ageDueLocked() {
 		// Nothing to write: no transaction, so an idle or fully acked
 		// buffer costs the card nothing.
 		b.l.foldDone(f, false, nil)

@@ -286,13 +286,15 @@ func (l *ledger) window(cutoff time.Time) (w *window, aged int) {
 			w.deads = append(w.deads, d)
 		}
 	}
+	if len(subs) == 0 {
+		// The ack counters alone are not worth a write: they ride
+		// along with the next window that writes something.
+		return w, aged
+	}
 	if l.acks != l.acksJournaled {
 		subs = append(subs, jPayloadC(l.acks))
 	}
 	w.acks = l.acks
-	if len(subs) == 0 {
-		return w, aged
-	}
 	// Dictionary entries first: the records after them refer to them.
 	buf := []byte{'B'}
 	sub := func(p []byte) {
