@@ -28,6 +28,12 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return specError(cfg, err)
 	}
+	// Knowing what each sensor sends, check whether max_size holds
+	// max_age of it: a default install must not drop the oldest days of a
+	// long outage unannounced.
+	if w := estimateCapacity(cfg, set.Shapes()).warning(cfg); w != "" {
+		fmt.Fprintf(a.stderr, "warning: %s\n", w)
+	}
 	set.Close()
 	if *quiet {
 		return nil

@@ -162,6 +162,9 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	if err != nil {
 		return nil, specError(cfg, err)
 	}
+	if w := estimateCapacity(cfg, p.set.Shapes()).warning(cfg); w != "" {
+		logger.Warn(w)
+	}
 	p.buf, err = buffer.Open(bufferOptions(cfg, logger))
 	if err != nil {
 		p.set.Close()

@@ -34,14 +34,14 @@ func TestSIGTERMDuringHeavyDrainLosesNothing(t *testing.T) {
 	}
 	base := time.Now().Add(-3 * time.Hour).Truncate(time.Millisecond)
 	want := map[int64]bool{}
-	rs := make([]reading.Reading, backlog)
-	for i := range rs {
+	ss := make([]reading.Sample, backlog)
+	for i := range ss {
 		ts := base.Add(time.Duration(i) * time.Millisecond)
-		rs[i] = reading.Reading{Sensor: "old", Measurement: "temperature", Property: "backlog_temperature",
-			Value: 20 + float64(i%100)/10, Unit: "°C", Time: ts, Synced: true}
+		ss[i] = reading.Sample{Sensor: "old", Stamp: reading.Stamp{Time: ts, Synced: true}, Values: []reading.Value{
+			{Measurement: "temperature", Property: "backlog_temperature", Value: 20 + float64(i%100)/10, Unit: "°C", Resolution: 0.01}}}
 		want[ts.UnixMilli()] = true
 	}
-	if err := b.Append(context.Background(), rs); err != nil {
+	if err := b.Append(context.Background(), ss); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(context.Background()); err != nil {
