@@ -1,34 +1,54 @@
-// Package uplink sends buffered readings to the Alibaba Cloud IoT Platform
+// Package uplink sends buffered samples to the Alibaba Cloud IoT Platform
 // (Alink thing model over MQTT 3.1.1) or to any plain MQTT broker, and
-// deletes a reading from the buffer only once the far end acknowledged it.
+// deletes a value from the buffer only once the far end acknowledged it.
 //
 // # Basics
 //
 // New validates an Options value; Run connects (capped exponential backoff
 // with full jitter), drains a reading.Source until its context ends, and
 // disconnects cleanly. One goroutine — the send loop inside Run — owns all
-// sending state (the in-flight table, the token bucket, retry pauses); the
-// paho callbacks only hand inbound messages to it over channels, so no
-// buffer call ever runs on paho's router goroutine.
+// sending state (the samples it took, the messages in flight, retry
+// pauses) and makes every Source call; the paho callbacks only hand inbound
+// messages to it over channels, so no buffer call ever runs on paho's
+// router goroutine. FixTime, the packer and the platform only return
+// verdicts.
 //
-// On the platform a reading is acknowledged (reading.Source.Ack) only when
-// the *_reply with the message's id says code 200. Codes that can never
-// succeed (460, 6106, 6203, script errors 26001..26010) refuse a message,
-// not a reading: such a message is halved and the halves resent until the
-// refused readings stand alone, and only those are dead-lettered
-// (reading.Source.DeadLetter, with the code and message as the reason).
-// Everything else (429, 500, unknown codes, timeouts, a lost connection)
-// releases the readings to be sent again after a backoff pause; a 429 also
-// halves the sending rate, which then creeps back up on success. On a plain broker the PUBACK of a QoS 1
-// publish is the acknowledgement.
+// A sample (one sensor read) is taken whole; its values travel as items
+// addressed by (sample ID, measurement). Live samples wait up to
+// Options.MaxDelay for the rest of their sampling round, then go out in as
+// few messages as the platform allows: a property post when every property
+// appears once, a batch post otherwise (history post when older than
+// HistoryAge), at most 200 values and MaxMessageBytes per message. Values
+// are written at their resolution (reading.Format).
+//
+// Everything that differs between the platform and a plain broker (topics,
+// encoding, ack by reply or by PUBACK, reply classification, NTP) sits
+// behind the internal platform interface, implemented by alink and
+// plainMQTT.
+//
+// On the platform a message is acknowledged (one reading.Source.Ack call
+// per message) only when the *_reply with the message's id says code 200.
+// Codes that can never succeed (460, 6106, 6203, script errors
+// 26001..26010) refuse a message, not a value: such a message is halved and
+// the halves resent until the refused values stand alone, and only those
+// values are dead-lettered (reading.Source.DeadLetter, with the code and
+// message as the reason). Everything else (429, 500, unknown codes,
+// timeouts, a lost connection) releases the samples to be sent again after
+// a backoff pause, once no other message carries them; a 429 also halves
+// the sending rate, which then creeps back up on success. On a plain broker
+// the PUBACK of a QoS 1 publish is the acknowledgement.
+//
+// MaxMessagesPerSecond is at most N messages in any sliding window (1 s
+// plus a 100 ms guard for delays on the way), counting everything the
+// device publishes: posts, NTP requests and downlink replies.
 //
 // # Caveats
 //
 // A message whose reply was lost may be sent twice (the platform saw it, we
-// did not hear back): duplicates are possible for readings in flight at a
-// disconnect, never for acknowledged ones. Every message carries the reading
+// did not hear back): duplicates are possible for values in flight at a
+// disconnect, never for acknowledged ones. Every message carries the sample
 // times, so a duplicate is recognisable.
 //
-// This package must never import sensors/ or buffer/: it sees readings only
+// This package must never import sensors/ or buffer/: it sees samples only
 // through internal/reading, and downlink commands only through Control.
 package uplink

@@ -177,29 +177,26 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 			d = w
 		}
 	}
-	room := len(st.pending) < int(st.window)
 	if st.pauseUntil.After(now) {
 		at(st.pauseUntil)
-	} else if room {
+	} else if len(st.pending) < int(st.window) {
+		// The rate limiter runs on the monotonic clock. Never wake before
+		// the window has a slot: a due Take that cannot send would spin.
+		rn := time.Now()
+		slot := c.win.readyAt(rn, 0).Sub(rn)
+		wake := func(w time.Duration) { d = min(d, max(w, slot)) }
+		if slot > 0 {
+			wake(slot) // whatever waits (queued, due, an untaken backlog) may go then
+		}
 		if !st.liveDue.IsZero() {
-			at(st.liveDue)
-			at(st.liveHold)
+			wake(max(st.liveDue.Sub(now), st.liveHold.Sub(now)))
 		}
-		if n := len(st.live) + len(st.split) + len(st.backlog); n > 0 {
-			// Held back by the rate limit: wake when the window has room
-			// (the limiter runs on the monotonic clock).
-			reserve := backlogReserve
-			if len(st.live) > 0 {
-				reserve = 0
-			}
-			rn := time.Now()
-			if w := c.win.readyAt(rn, reserve).Sub(rn); w < d {
-				d = w
-			}
+		if len(st.live) == 0 && len(st.split)+len(st.backlog) > 0 {
+			wake(c.win.readyAt(rn, backlogReserve).Sub(rn))
 		}
-	}
-	if st.backHold.After(now) && room {
-		at(st.backHold)
+		if st.backHold.After(now) {
+			wake(st.backHold.Sub(now))
+		}
 	}
 	for _, m := range st.pending {
 		at(m.deadline)
