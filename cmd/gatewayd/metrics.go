@@ -20,17 +20,18 @@ func (p *pipeline) collect(w *health.MetricWriter) {
 	}
 	if p.buf != nil {
 		st := p.buf.Stats()
-		w.Gauge("gatewayd_buffer_depth", "Readings waiting for acknowledgement.", float64(st.Depth))
+		w.Gauge("gatewayd_buffer_depth", "Samples waiting for acknowledgement.", float64(st.Depth))
+		w.Gauge("gatewayd_buffer_values", "Values of the waiting samples not yet acknowledged or dead-lettered.", float64(st.Values))
 		w.Gauge("gatewayd_buffer_bytes", "Size of the buffer file on disk.", float64(st.Bytes))
-		w.Gauge("gatewayd_buffer_pending", "Readings not yet committed to disk.", float64(st.Pending))
+		w.Gauge("gatewayd_buffer_pending", "Samples not yet committed to disk.", float64(st.Pending))
 		age := 0.0
 		if !st.OldestUnsent.IsZero() {
 			age = time.Since(st.OldestUnsent).Seconds()
 		}
-		w.Gauge("gatewayd_buffer_oldest_age_seconds", "Age of the oldest unsent reading.", age)
-		w.Gauge("gatewayd_buffer_dead_letters", "Readings set aside because the platform will never accept them.", float64(st.DeadLetters))
+		w.Gauge("gatewayd_buffer_oldest_age_seconds", "Age of the oldest unsent sample.", age)
+		w.Gauge("gatewayd_buffer_dead_letters", "Dead letters: values of a sample set aside together because the platform will never accept them.", float64(st.DeadLetters))
 		for reason, n := range st.Drops {
-			w.Counter("gatewayd_buffer_drops_total", "Readings dropped by the buffer's bounds, by reason.", float64(n), "reason", reason)
+			w.Counter("gatewayd_buffer_drops_total", "Samples dropped by the buffer's bounds, by reason.", float64(n), "reason", reason)
 		}
 		w.Counter("gatewayd_buffer_commits_total", "Durable commits: journal windows and folds into the buffer file.", float64(st.Commits))
 	}
