@@ -370,30 +370,9 @@ func (b *Buffer) Append(ctx context.Context, ss []reading.Sample) error {
 	return nil
 }
 
-// changesLocked counts what the next commit would write: with a journal,
-// what is not yet in it; without, what is not yet in bbolt.
-func (b *Buffer) changesLocked() int {
-	n := 0
-	if b.jr != nil {
-		for _, e := range b.l.byID {
-			if e.durable != e.live && (e.durable != 0 || e.live != 0) {
-				n++
-			}
-		}
-		for _, d := range b.l.deads {
-			if !d.journaled {
-				n++
-			}
-		}
-		return n
-	}
-	for _, e := range b.l.byID {
-		if e.filed != e.live {
-			n++
-		}
-	}
-	return n + len(b.l.deads)
-}
+// changesLocked counts the changes since the last commit: appends, removed
+// values and dead letters (the CommitSize trigger).
+func (b *Buffer) changesLocked() int { return b.l.changes }
 
 func (b *Buffer) kickCommit() {
 	select {

@@ -63,7 +63,7 @@ func (e *dictEnt) key() string {
 	case kindBoot:
 		return "b" + e.name
 	default:
-		return fmt.Sprintf("m%s\x00%s\x00%s\x00%x", e.meas, e.prop, e.unit, math.Float64bits(e.res))
+		return "m" + e.meas + "\x00" + e.prop + "\x00" + e.unit + "\x00" + string(binary.BigEndian.AppendUint64(nil, math.Float64bits(e.res)))
 	}
 }
 

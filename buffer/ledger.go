@@ -69,6 +69,10 @@ type ledger struct {
 	deadRecs             int
 	acks                 ackCounts
 	acksJournaled        ackCounts // as the journal (or file) last recorded them
+	// changes counts appends, removals and dead letters since the last
+	// commit (the CommitSize trigger); changesAt is its value when the
+	// running commit took its batch.
+	changes, changesAt int
 }
 
 func newLedger(d *Dict) *ledger {
@@ -117,6 +121,7 @@ func (l *ledger) encode(e *entry, mask uint64) []byte {
 // add records a sample appended now.
 func (l *ledger) add(s reading.Sample) *entry {
 	e := &entry{s: s, live: allBits(len(s.Values)), mem: true}
+	l.changes++
 	l.byID[s.ID] = e
 	l.mem = append(l.mem, e)
 	// Names are interned when a record is first encoded: a sample acked
@@ -163,6 +168,9 @@ func (l *ledger) compactMem() {
 func (l *ledger) remove(e *entry, m string) uint64 {
 	bits := e.mask(m) & e.live
 	e.live &^= bits
+	if bits != 0 {
+		l.changes++
+	}
 	if e.live == 0 {
 		e.inflight = false
 	}
@@ -311,6 +319,7 @@ func (l *ledger) window(cutoff time.Time) (w *window, aged int) {
 		sub(p)
 	}
 	w.payload = buf
+	l.changesAt = l.changes
 	for _, it := range w.items {
 		it.e.busy = true
 	}
@@ -331,6 +340,7 @@ func (l *ledger) windowDone(w *window, ok bool) {
 	if !ok {
 		return
 	}
+	l.committed()
 	for _, d := range w.deads {
 		d.journaled = true
 	}
@@ -361,6 +371,7 @@ type fitem struct {
 // with mu held.
 func (l *ledger) fold() *fold {
 	f := &fold{acks: l.acks}
+	l.changesAt = l.changes
 	for _, e := range l.byID {
 		if e.live == e.filed || e.live == 0 && e.filed == 0 {
 			continue
@@ -416,6 +427,7 @@ func (l *ledger) foldDone(f *fold, ok bool, dropped []reading.ID) {
 		}
 	}
 	if ok {
+		l.committed()
 		for _, id := range dropped {
 			if e := l.byID[id]; e != nil {
 				l.dropped(e)
@@ -439,7 +451,13 @@ func (l *ledger) foldDone(f *fold, ok bool, dropped []reading.ID) {
 	l.compactMem()
 }
 
-// newest returns memory-resident entries with live values, newest last.
+// committed forgets the changes a successful commit took.
+func (l *ledger) committed() {
+	l.changes = max(l.changes-l.changesAt, 0)
+	l.changesAt = 0
+}
+
+// memLive returns memory-resident entries with live values, newest last.
 func (l *ledger) memLive() []*entry {
 	var out []*entry
 	for _, e := range l.mem {
