@@ -90,3 +90,19 @@ func TestWindowNeverOverfills(t *testing.T) {
 		t.Fatal("a negative rate must mean unlimited")
 	}
 }
+
+// A live Take that is due while the rate window is full waits for the
+// window's next slot instead of spinning on a 1 ms timer.
+func TestNextWakeWaitsForTheWindow(t *testing.T) {
+	c := testClient(t, func(o *Options) { o.MaxMessagesPerSecond = 1; o.BeatEvery = 5 * time.Second })
+	c.win.take(time.Now(), 0)
+	now := c.o.Now()
+	st := &sendState{pending: map[string]*outMsg{}, window: 16, liveDue: now.Add(-time.Second)}
+	if d := c.nextWake(st, now); d < time.Second {
+		t.Fatalf("woke after %v with the window full for another ~1.1s", d)
+	}
+	c.win = nil
+	if d := c.nextWake(st, now); d > time.Millisecond {
+		t.Fatalf("woke after %v with a live Take due and no limit", d)
+	}
+}
