@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,9 +27,10 @@ const (
 	pk, dn, secret = "a1crashTest", "crash-1", "crash-secret"
 )
 
-// delivered counts what iotsim accepted, by reading identity. In the Alink
-// format a reading travels as property + time taken (ms); an emulated chip
-// sampled every 100 ms never repeats that pair, so it identifies a reading.
+// delivered counts what iotsim accepted, by value identity. In the Alink
+// format a value travels as property + time taken (ms); all values of one
+// sample share that time, and an emulated chip sampled every 100 ms never
+// repeats it, so property@time identifies a value and the time a sample.
 type delivered struct {
 	mu sync.Mutex
 	n  map[string]int
@@ -271,7 +273,22 @@ listen = ""
 			}
 		}
 	}
-	t.Logf("%d kills; %d readings delivered; %d committed at some kill, all delivered; "+
+	// A sample travels whole: every time iotsim saw, it saw with all three
+	// of the sample's values.
+	perSample := map[string]int{}
+	for id := range got.n {
+		perSample[id[strings.IndexByte(id, '@')+1:]]++
+	}
+	partial := 0
+	for ts, n := range perSample {
+		if n != 3 {
+			partial++
+			if partial <= 3 {
+				t.Errorf("sample taken at %s delivered with %d of its 3 values", ts, n)
+			}
+		}
+	}
+	t.Logf("%d kills; %d samples, %d values delivered; %d committed at some kill, all delivered; "+
 		"%d found in the file at a kill already delivered (in flight); %d delivered more than once",
-		kills, len(got.n), len(committed), len(inFlight), dups)
+		kills, len(perSample), len(got.n), len(committed), len(inFlight), dups)
 }
