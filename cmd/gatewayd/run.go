@@ -163,7 +163,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 		return nil, specError(cfg, err)
 	}
 	if w := estimateCapacity(cfg, p.set.Shapes()).warning(cfg); w != "" {
-		logger.Warn(w)
+		logger.Warn("buffer.max_size cannot hold max_age of these sensors (gatewayd check says the same)", "detail", w)
 	}
 	p.buf, err = buffer.Open(bufferOptions(cfg, logger))
 	if err != nil {
