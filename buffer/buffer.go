@@ -69,6 +69,14 @@ type Options struct {
 	// fails fast with ErrLocked; 0 = DefaultLockTimeout.
 	LockTimeout time.Duration
 	Logger      *slog.Logger // nil = slog.Default()
+	// Dead letters are bounded by count, bytes of records and age (since
+	// they were dead-lettered); the oldest go first and every drop is
+	// counted in Stats.Drops and logged. 0 = the default
+	// (DefaultDeadLetterMaxCount, DefaultDeadLetterMaxBytes but at most
+	// MaxSize/8, DefaultDeadLetterMaxAge); negative = unbounded.
+	DeadLetterMaxCount int
+	DeadLetterMaxBytes int64
+	DeadLetterMaxAge   time.Duration
 
 	// onCommit, if set (by tests only), is called after each successful
 	// commit with the IDs it wrote and the IDs it deleted.
@@ -141,6 +149,10 @@ type Buffer struct {
 	lastFull  bool // the last commit failed for lack of space
 	failing   bool // the last commit failed
 	lastPrune time.Time
+	// lastDeadPrune is when dead letters were last checked for age;
+	// deadAgeDue says the next fold must drop some.
+	lastDeadPrune time.Time
+	deadAgeDue    bool
 	// lastCompact starts at Open, so a restart loop cannot turn into a
 	// compaction loop.
 	lastCompact time.Time
@@ -257,7 +269,7 @@ const minMaxSize = 256 << 10
 func (b *Buffer) adopt(op opened) {
 	b.db = op.db
 	b.l = newLedger(op.dict)
-	b.l.stored, b.l.storedValues, b.l.deadRecs = op.committed, op.values, op.dead+op.bad
+	b.l.stored, b.l.storedValues, b.l.deadRecs, b.l.deadBytes = op.committed, op.values, op.dead+op.bad, op.deadBytes
 	b.l.acks, b.l.acksJournaled = op.acks, op.acks
 	b.applyLimits()
 	if op.idCeil > b.idCeil {
@@ -904,7 +916,7 @@ func (b *Buffer) foldDue() bool {
 		}
 	}
 	acked := changed+len(b.l.deads) >= b.o.CommitSize
-	return b.closed || b.jr.broken || b.jr.half() || big || acked || b.windows >= foldEvery ||
+	return b.closed || b.deadAgeDue || b.deadDueLocked() || b.jr.broken || b.jr.half() || big || acked || b.windows >= foldEvery ||
 		time.Since(b.lastFold) >= foldEvery*b.o.CommitInterval
 }
 
@@ -936,7 +948,9 @@ func (b *Buffer) fold() error {
 
 // foldTx is what one fold transaction did beyond its batch.
 type foldTx struct {
-	stored, values, deadRecs int          // changes to the file's counts
+	stored, values, deadRecs int // changes to the file's counts
+	deadBytes                int64
+	dead                     deadDrops    // dead letters dropped by their bounds
 	dropped                  []reading.ID // deleted by MaxAge or MaxSize
 	ageDrops, sizeDrops      int
 	written, deleted         []reading.ID // for onCommit
@@ -954,7 +968,8 @@ func (b *Buffer) commitOnce() error {
 	f := b.l.fold()
 	// The ack counters alone are worth a write only at Close.
 	acksOnly := b.closed && b.l.acks != b.l.acksJournaled
-	if f.empty() && journalEmpty && !acksOnly && !b.ageDueLocked() {
+	deadDue := b.deadAgeDue || b.deadDueLocked()
+	if f.empty() && journalEmpty && !acksOnly && !deadDue && !b.ageDueLocked() {
 		// Nothing to write: no transaction, so an idle or fully acked
 		// buffer costs the card nothing.
 		b.l.foldDone(f, false, nil)
@@ -979,6 +994,7 @@ func (b *Buffer) commitOnce() error {
 		deadEncs[i] = encodeDead(d.enc, d.reason, d.at)
 	}
 	inuse, soft := b.inuse, b.soft
+	deadRecs, deadBytes, deadAge := b.l.deadRecs, b.l.deadBytes, b.deadAgeDue
 	b.mu.Unlock()
 
 	now := time.Now()
@@ -1036,6 +1052,16 @@ func (b *Buffer) commitOnce() error {
 				return err
 			}
 			r.deadRecs++
+			r.deadBytes += deadSize(k, deadEncs[i])
+		}
+		if len(f.deads) > 0 || deadDue {
+			dd, err := pruneDead(db, deadRecs+r.deadRecs, deadBytes+r.deadBytes, b.o, now, deadAge)
+			if err != nil {
+				return err
+			}
+			r.dead = dd
+			r.deadRecs -= dd.recs
+			r.deadBytes -= dd.size
 		}
 		var cutoff time.Time
 		if b.o.MaxAge > 0 {
@@ -1135,6 +1161,13 @@ func (b *Buffer) commitOnce() error {
 	b.l.stored += r.stored
 	b.l.storedValues += r.values
 	b.l.deadRecs += r.deadRecs
+	b.l.deadBytes += r.deadBytes
+	if deadAge {
+		b.deadAgeDue = false
+	}
+	b.dropped(ReasonDeadCount, r.dead.count)
+	b.dropped(ReasonDeadBytes, r.dead.bytes)
+	b.dropped(ReasonDeadAge, r.dead.age)
 	b.l.foldDone(f, true, r.dropped)
 	b.oldestID, b.oldestTime = r.oldestID, r.oldestTime
 	b.failing, b.lastFull = false, false

@@ -733,23 +733,5 @@ func (b *Buffer) applyOverlay(ov *overlay, epoch uint64) error {
 	if ov.hasAcks {
 		b.l.acks, b.l.acksJournaled = ov.acks, ov.acks
 	}
-	return b.db.View(func(tx *bolt.Tx) error {
-		b.l.stored, b.l.storedValues = 0, 0
-		_ = tx.Bucket(bucketReadings).ForEach(func(_, v []byte) error {
-			b.l.stored++
-			b.l.storedValues += max(countValues(v), 0)
-			return nil
-		})
-		b.l.deadRecs = countKeys(tx.Bucket(bucketDead))
-		return nil
-	})
-}
-
-func countKeys(bk *bolt.Bucket) int {
-	n := 0
-	c := bk.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
-	}
-	return n
+	return b.recountLocked()
 }

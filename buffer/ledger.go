@@ -67,6 +67,7 @@ type ledger struct {
 	// What the bbolt file holds, as of the last commit.
 	stored, storedValues int
 	deadRecs             int
+	deadBytes            int64 // their size in pages (deadSize)
 	acks                 ackCounts
 	acksJournaled        ackCounts // as the journal (or file) last recorded them
 	// changes counts appends, removals and dead letters since the last

@@ -57,6 +57,7 @@ type opened struct {
 	committed int // records in the readings bucket (samples)
 	values    int // values they hold
 	dead      int
+	deadBytes int64
 	dict      *Dict
 	acks      ackCounts
 	maxID     reading.ID // highest ID stored in either bucket
@@ -250,6 +251,7 @@ func checkAndScan(tx *bolt.Tx, op *opened) error {
 		}
 		op.maxID = max(op.maxID, id)
 		op.dead++
+		op.deadBytes += deadSize(k, v)
 		return nil
 	})
 	if err != nil {
