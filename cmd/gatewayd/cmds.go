@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"gatewayd/buffer"
 	"gatewayd/sensors"
 )
 
@@ -47,36 +46,6 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 			"# device_name kick each other off forever. Give every board its own device.\n")
 	}
 	return nil
-}
-
-func cmdBuffer(_ context.Context, a *app, args []string) error {
-	if len(args) == 0 || (args[0] != "stats" && args[0] != "export") {
-		fmt.Fprintf(a.stderr, "usage: gatewayd buffer stats|export [--json] [--config FILE | --path FILE]\n")
-		return &exitError{2, errReported}
-	}
-	sub := args[0]
-	fs := newFlags(a, "buffer "+sub)
-	path := fs.String("config", "", "config file (its [buffer] path is used)")
-	file := fs.String("path", "", "buffer file (instead of --config)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *file == "" {
-		cfg, err := loadConfig(a, *path)
-		if err != nil {
-			return err
-		}
-		*file = cfg.Path(cfg.Buffer.Path)
-	}
-	if sub == "export" {
-		return buffer.Export(*file, a.stdout, *asJSON)
-	}
-	st, err := buffer.Inspect(*file)
-	if err != nil {
-		return err
-	}
-	return writeBufferStats(a.stdout, *file, st, *asJSON)
 }
 
 func cmdSign(_ context.Context, a *app, args []string) error {

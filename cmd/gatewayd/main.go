@@ -80,7 +80,7 @@ func commands() map[string]command {
 		"check":   {"validate the config file and show the effective settings, secrets masked", cmdCheck},
 		"read":    {"read every configured sensor once and print the values (exit 1 if any failed)", cmdRead},
 		"scan":    {"probe an I2C bus and name the chips found", cmdScan},
-		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json]", cmdBuffer},
+		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json] [--dead] | buffer requeue [--reason TEXT]", cmdBuffer},
 		"sign":    {"print the MQTT CONNECT fields for the device (to debug sign-in problems)", cmdSign},
 		"version": {"print the version", cmdVersion},
 	}
