@@ -131,6 +131,8 @@ type Server struct {
 	devices  map[string]Device // by "dn&pk"
 	limits   map[string]*rate.Limiter
 	windows  map[string]*slide // RateWindow per device
+	loginSeq map[*mochi.Client]uint64
+	logins   uint64
 	stats    Counts
 	accepted []Accepted
 	messages []Message
@@ -191,12 +193,13 @@ func Start(o Options) (*Server, error) {
 	log = log.With("component", "iotsim")
 	s := &Server{
 		o: o, log: log,
-		work:    make(chan work, 4096),
-		done:    make(chan struct{}),
-		devices: map[string]Device{},
-		limits:  map[string]*rate.Limiter{},
-		windows: map[string]*slide{},
-		waiters: map[string]chan []byte{},
+		work:     make(chan work, 4096),
+		done:     make(chan struct{}),
+		devices:  map[string]Device{},
+		limits:   map[string]*rate.Limiter{},
+		windows:  map[string]*slide{},
+		loginSeq: map[*mochi.Client]uint64{},
+		waiters:  map[string]chan []byte{},
 	}
 	for _, d := range o.Devices {
 		if d.ProductKey == "" || d.DeviceName == "" || d.DeviceSecret == "" {
@@ -455,10 +458,23 @@ func (h *hook) Provides(b byte) bool {
 
 // OnSessionEstablished enforces one connection per device, as the platform
 // does: a second login with the same device kicks the first (two gateways
-// sharing an identity flap forever; the emulator shows it).
+// sharing an identity flap forever; the emulator shows it). Only earlier
+// logins are kicked: mochi may run this hook after the CONNACK, when a
+// later login of the same device may already be in.
 func (h *hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	h.s.mu.Lock()
+	mine := h.s.loginSeq[cl]
+	seqs := make(map[*mochi.Client]uint64, len(h.s.loginSeq))
+	for c, n := range h.s.loginSeq {
+		if c.Closed() && c != cl {
+			delete(h.s.loginSeq, c)
+			continue
+		}
+		seqs[c] = n
+	}
+	h.s.mu.Unlock()
 	for _, other := range h.s.mq.Clients.GetAll() {
-		if other != cl && !other.Net.Inline && !other.Closed() && string(other.Properties.Username) == string(cl.Properties.Username) {
+		if other != cl && !other.Net.Inline && !other.Closed() && string(other.Properties.Username) == string(cl.Properties.Username) && seqs[other] < mine {
 			h.s.log.Warn("second login of the same device: kicking the first", "username", string(cl.Properties.Username), "kicked", other.ID)
 			h.s.mq.DisconnectClient(other, packets.ErrSessionTakenOver)
 		}
@@ -472,6 +488,8 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	s := h.s
 	code, reason := s.checkConnect(cl, pk)
 	s.mu.Lock()
+	s.logins++
+	s.loginSeq[cl] = s.logins
 	s.connects = append(s.connects, Connect{Time: time.Now(), ClientID: pk.Connect.ClientIdentifier,
 		Username: string(pk.Connect.Username), Code: code, Reason: reason})
 	s.mu.Unlock()
