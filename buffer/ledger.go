@@ -121,6 +121,11 @@ func (l *ledger) encode(e *entry, mask uint64) []byte {
 
 // add records a sample appended now.
 func (l *ledger) add(s reading.Sample) *entry {
+	// Entries acked before their commit leave gone ones behind in mem;
+	// while folds fail (a full disk) nothing else would compact it.
+	if l.memGone > 32 && l.memGone*2 > len(l.mem) {
+		l.compactMem()
+	}
 	e := &entry{s: s, live: allBits(len(s.Values)), mem: true}
 	l.changes++
 	l.byID[s.ID] = e

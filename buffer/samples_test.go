@@ -170,3 +170,22 @@ func TestAppendRejectsBadSamples(t *testing.T) {
 		t.Fatalf("empty sample: %+v, depth %d", empty[0], b.Stats().Depth)
 	}
 }
+
+// TestMemoryBoundedWhileFoldsFail: samples acked before their commit leave
+// nothing behind in memory, also while no fold succeeds.
+func TestMemoryBoundedWhileFoldsFail(t *testing.T) {
+	b := mustOpen(t, Options{CommitInterval: time.Hour})
+	for i := 0; i < 5000; i++ {
+		ss := mkBME("air", i, 1)
+		mustAppend(t, b, ss)
+		if err := b.Ack(reading.Refs(mustTake(t, b, 10, reading.Filter{NewestFirst: true}))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.mu.Lock()
+	n, ids := len(b.l.mem), len(b.l.byID)
+	b.mu.Unlock()
+	if n > 100 || ids > 10 { // a few may wait for the window that records their ack
+		t.Fatalf("%d entries in mem, %d in the ledger after 5000 samples acked before any commit", n, ids)
+	}
+}
