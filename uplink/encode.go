@@ -38,6 +38,11 @@ func itemsOf(ss []reading.Sample) []item {
 // than the chip resolves, and always a decimal point, because the platform
 // rejects 20 for a float property and wants 20.0.
 func appendNumber(b []byte, v reading.Value) []byte {
+	if !finite(reading.Round(v.Value, v.Resolution)) {
+		// A resolution so fine that rounding overflows: full precision
+		// rather than "+Inf", which is not JSON.
+		return reading.Format(b, v.Value, 0)
+	}
 	return reading.Format(b, v.Value, v.Resolution)
 }
 

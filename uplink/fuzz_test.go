@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"gatewayd/internal/reading"
 )
@@ -223,4 +224,51 @@ func FuzzDownlinkHandlers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The encoders turn any property name, unit and value into valid JSON
+// that carries every value once, at no more digits than its resolution.
+func FuzzEncode(f *testing.F) {
+	f.Add("temperature", "°C", 21.004, 0.01, int64(1795632600812), uint8(3))
+	f.Add(`a"b\c<d>`, "%RH", -3.006, 0.0625, int64(0), uint8(1))
+	f.Add("p", "", 1e21, 0.0, int64(-1), uint8(7))
+	f.Add("p", "", 1e10, 1e-300, int64(5), uint8(2)) // rounding overflows
+	f.Fuzz(func(t *testing.T, prop, unit string, v, res float64, ms int64, n uint8) {
+		if !finite(v) || !finite(res) || res < 0 || prop == "" || !utf8.ValidString(prop) || !utf8.ValidString(unit) {
+			return
+		}
+		at := time.UnixMilli(ms % (1 << 45))
+		var its []item
+		for i := 0; i < int(n%8)+1; i++ {
+			its = append(its, item{id: reading.ID(i/3 + 1), sensor: "s", time: at, v: reading.Value{Measurement: prop, Property: prop, Unit: unit, Value: v, Resolution: res}})
+		}
+		for _, k := range []kind{kindPost, kindBatch, kindHistory} {
+			b := encodeAlink(k, "1", "pk", "dn", its[:1+(len(its)-1)*btoi(k != kindPost)])
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatalf("%s: %s: %v", k, b, err)
+			}
+		}
+		var vs []map[string]any
+		b := encodeMQTT("dev", its)
+		if len(its) == 1 {
+			b = append(append([]byte("["), b...), ']')
+		}
+		if err := json.Unmarshal(b, &vs); err != nil || len(vs) != len(its) {
+			t.Fatalf("mqtt %s: %v", b, err)
+		}
+		if d := reading.Digits(res); res > 0 {
+			s := string(appendNumber(nil, its[0].v))
+			if i := strings.IndexByte(s, '.'); i >= 0 && len(s)-i-1 > max(d, 1) {
+				t.Fatalf("%v at %v written %s: more than %d decimals", v, res, s, d)
+			}
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
