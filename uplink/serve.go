@@ -649,6 +649,10 @@ func (c *Client) prepare(ss []reading.Sample) prepared {
 	var p prepared
 	for i := range ss {
 		s := ss[i]
+		if len(s.Values) == 0 {
+			p.hold = append(p.hold, s.ID) // nothing to send; never keep it in flight
+			continue
+		}
 		if c.o.FixTime != nil {
 			switch c.o.FixTime(&s) {
 			case TimeHold:
