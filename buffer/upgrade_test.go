@@ -138,6 +138,17 @@ func TestUpgradeFromV1(t *testing.T) {
 	if s := b.Stats(); s.Depth != 0 || s.DeadLetters != 4 {
 		t.Fatalf("after draining: %+v", s)
 	}
+	// The old file keeps its 1 KiB pages until a compaction rewrites it
+	// with the OS page size.
+	if b.pageSize != 1024 {
+		t.Fatalf("the v1 file has %d-byte pages, want 1024", b.pageSize)
+	}
+	if err := b.compact(); err != nil {
+		t.Fatal(err)
+	}
+	if b.pageSize != os.Getpagesize() {
+		t.Fatalf("after compaction: %d-byte pages, want %d", b.pageSize, os.Getpagesize())
+	}
 	closeBuf(t, b)
 	got = exportAll(t, path)
 	if len(got["pending"]) != 0 || len(got["dead"]) != 4 {
