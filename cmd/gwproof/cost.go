@@ -226,7 +226,7 @@ func (h *harness) cost() error {
 	s := &section{
 		title: "What a reading costs: gatewayd and the seed's Node.js client side by side (issue 11)",
 		method: readingDef + " " + fmt.Sprintf("All clients run at the same time in this run, each as its own device on one iotsim (plain TCP, securemode 3, as the seed connects): "+
-			"gatewayd (the stripped binary `make build` ships, 3 emulated BME280s on the real periph driver, real buffer, every setting at its default: "+
+			"gatewayd (the static stripped binary the .deb ships, 3 emulated BME280s on the real periph driver, real buffer, every setting at its default: "+
 			"`max_delay` 1 s, `max_messages_per_second` 20) and `node seed.js` (npm %s, the seed article's client minus its per-packet console.log, "+
 			"3 sensors, one QoS 1 post per sensor per interval). Delivered = readings that reached iotsim in the window (gatewayd: distinct "+
 			"samples among accepted values; seed: posts). CPU = on-CPU time of all threads from /proc/PID/task/*/schedstat (ns; "+
@@ -304,7 +304,7 @@ func (h *harness) costRate10(c *costSim, row func(string, *costSide, windowResul
 		fmt.Sprintf("gatewayd %.0f µs (%v / %d), node %.0f µs (%v / %d); CPU by %s/%s", g.perReading()/1e3, g.cpu.Round(time.Microsecond), g.delivered,
 			n.perReading()/1e3, n.cpu.Round(time.Microsecond), n.delivered, g.cpuHow, n.cpuHow))
 	tRSS.Set(float64(g.end.HWM)/(1<<20), fmt.Sprintf("at the end of the window %s anonymous + %s file-backed (%s); node's peak %s",
-		measure.MiB(g.end.Anon), measure.MiB(g.end.File), measure.MappingsString(g.maps, 4), measure.MiB(n.end.HWM)))
+		measure.MiB(g.end.Anon), measure.MiB(g.end.File), measure.MappingsString(g.maps, 3), measure.MiB(n.end.HWM)))
 
 	// Syscalls: node is stopped first so the machine is quieter; strace
 	// attaches to every gatewayd thread for the window.
@@ -405,7 +405,7 @@ func (h *harness) costRound(c *costSim, row func(string, *costSide, windowResult
 		fmt.Sprintf("%d messages (%v) for %d readings (%d values) in %v; one message per sampling round would be %s",
 			len(posts), kinds, ws[0].delivered, ws[0].delivered*readingsPerSample, ws[0].window.Round(time.Second), measure.Num(1.0/costSensors)))
 	tRSS.Set(float64(ws[0].end.HWM)/(1<<20), fmt.Sprintf("at the end %s anonymous + %s file-backed (%s); steady median %s",
-		measure.MiB(ws[0].end.Anon), measure.MiB(ws[0].end.File), measure.MappingsString(ws[0].maps, 4), measure.MiB(ws[0].rss.Median())))
+		measure.MiB(ws[0].end.Anon), measure.MiB(ws[0].end.File), measure.MappingsString(ws[0].maps, 3), measure.MiB(ws[0].rss.Median())))
 	if m, err := metrics(gw.health); err == nil {
 		note(fmt.Sprintf("3 BME280s at 10 s: gatewayd's own metrics over its life: %s messages sent, %s samples taken",
 			measure.Num(m["gatewayd_messages_sent_total"]), measure.Num(m["gatewayd_readings_taken_total"])))

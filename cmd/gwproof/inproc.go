@@ -26,7 +26,8 @@ import (
 // it (clock -> sensors -> buffer -> uplink -> iotsim over TLS), for faults
 // that need hooks a separate process does not offer: the clock's time
 // sources and the emulated bus's fault injection. Its sink and source
-// wrappers record every reading id appended, acknowledged and set aside.
+// wrappers record every value appended, acknowledged and set aside, by its
+// identity (sample ID, measurement).
 type inproc struct {
 	sim   *iotsim.Server
 	clk   *clock.Clock
@@ -40,9 +41,12 @@ type inproc struct {
 	synced bool         // what the stubbed adjtimex says
 
 	mu    sync.Mutex
-	taken map[reading.ID]reading.Reading
-	acked map[reading.ID]int
-	dead  map[reading.ID]bool
+	taken map[reading.Ref]bool // every value appended
+	acked map[reading.Ref]int
+	dead  map[reading.Ref]bool
+	// sampleVals remembers each sample's measurements, so that a
+	// whole-sample Ref (empty Measurement) can be resolved to its values.
+	sampleVals map[reading.ID][]string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,13 +54,16 @@ type inproc struct {
 
 type recSink struct{ p *inproc }
 
-func (s recSink) Append(ctx context.Context, rs []reading.Reading) error {
-	if err := s.p.buf.Append(ctx, rs); err != nil {
+func (s recSink) Append(ctx context.Context, ss []reading.Sample) error {
+	if err := s.p.buf.Append(ctx, ss); err != nil {
 		return err
 	}
 	s.p.mu.Lock()
-	for _, r := range rs {
-		s.p.taken[r.ID] = r
+	for _, sm := range ss {
+		for _, v := range sm.Values {
+			s.p.taken[reading.Ref{ID: sm.ID, Measurement: v.Measurement}] = true
+			s.p.sampleVals[sm.ID] = append(s.p.sampleVals[sm.ID], v.Measurement)
+		}
 	}
 	s.p.mu.Unlock()
 	return nil
@@ -64,29 +71,50 @@ func (s recSink) Append(ctx context.Context, rs []reading.Reading) error {
 
 type recSource struct{ p *inproc }
 
-func (s recSource) Take(max int, f reading.Filter) ([]reading.Reading, error) {
+func (s recSource) Take(max int, f reading.Filter) ([]reading.Sample, error) {
 	return s.p.buf.Take(max, f)
 }
 func (s recSource) Notify() <-chan struct{}  { return s.p.buf.Notify() }
 func (s recSource) Release(ids []reading.ID) { s.p.buf.Release(ids) }
-func (s recSource) Ack(ids []reading.ID) error {
-	if err := s.p.buf.Ack(ids); err != nil {
+
+// values resolves refs to value refs (a whole-sample ref stands for every
+// value of the sample that is not yet acked or set aside). Called with mu
+// held.
+func (p *inproc) values(refs []reading.Ref) []reading.Ref {
+	var out []reading.Ref
+	for _, r := range refs {
+		if r.Measurement != "" {
+			out = append(out, r)
+			continue
+		}
+		for _, m := range p.sampleVals[r.ID] {
+			v := reading.Ref{ID: r.ID, Measurement: m}
+			if p.acked[v] == 0 && !p.dead[v] {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+func (s recSource) Ack(refs []reading.Ref) error {
+	if err := s.p.buf.Ack(refs); err != nil {
 		return err
 	}
 	s.p.mu.Lock()
-	for _, id := range ids {
-		s.p.acked[id]++
+	for _, r := range s.p.values(refs) {
+		s.p.acked[r]++
 	}
 	s.p.mu.Unlock()
 	return nil
 }
-func (s recSource) DeadLetter(ids []reading.ID, reason string) error {
-	if err := s.p.buf.DeadLetter(ids, reason); err != nil {
+func (s recSource) DeadLetter(refs []reading.Ref, reason string) error {
+	if err := s.p.buf.DeadLetter(refs, reason); err != nil {
 		return err
 	}
 	s.p.mu.Lock()
-	for _, id := range ids {
-		s.p.dead[id] = true
+	for _, r := range s.p.values(refs) {
+		s.p.dead[r] = true
 	}
 	s.p.mu.Unlock()
 	return nil
@@ -104,7 +132,7 @@ func (h *harness) startInproc(synced bool) (*inproc, error) {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
 	p := &inproc{path: filepath.Join(dir, "buffer.db"), synced: synced,
-		taken: map[reading.ID]reading.Reading{}, acked: map[reading.ID]int{}, dead: map[reading.ID]bool{}}
+		taken: map[reading.Ref]bool{}, acked: map[reading.Ref]int{}, dead: map[reading.Ref]bool{}, sampleVals: map[reading.ID][]string{}}
 	if p.sim, err = iotsim.Start(iotsim.Options{TLSAddr: "127.0.0.1:0", CertFile: cert, KeyFile: key,
 		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}}); err != nil {
 		return nil, fmt.Errorf("iotsim: %w", err)
@@ -160,17 +188,16 @@ func (h *harness) startInproc(synced bool) (*inproc, error) {
 	p.up, err = uplink.New(uplink.Options{ProductKey: pk, DeviceName: dn, DeviceSecret: secret, Endpoint: p.sim.TLSAddr(),
 		TLS: true, CAFile: ca, CAReplace: true, ServerName: "localhost", Logger: log,
 		// cmd/gatewayd's aliyun time policy (timepolicy.go), restated: send
-		// trusted times, hold readings waiting for the clock, set aside
-		// readings whose time can never be known.
-		FixTime: func(r *reading.Reading) bool {
-			switch p.clk.Check(r) {
+		// trusted times, hold samples waiting for the clock, have the
+		// uplink set aside samples whose time can never be known.
+		FixTime: func(s *reading.Sample) uplink.TimeVerdict {
+			switch p.clk.Check(&s.Stamp) {
 			case clock.Trusted:
-				return true
+				return uplink.TimeOK
 			case clock.Wait:
-				return false
+				return uplink.TimeHold
 			}
-			_ = recSource{p}.DeadLetter([]reading.ID{r.ID}, "time unknown")
-			return false
+			return uplink.TimeUnknown
 		},
 		OnServerTime: p.clk.ObserveServerTime,
 	}, recSource{p})
@@ -212,9 +239,9 @@ func (p *inproc) close() {
 	p.sim.Close()
 }
 
-// tally accounts for every reading id appended: acknowledged, still in the
-// file, or set aside. Platform duplicates are extra acceptances of one
-// (property, time).
+// tally accounts for every value appended, by (sample ID, measurement):
+// acknowledged, still in the file, or set aside. Platform duplicates are
+// extra acceptances of one (property, time).
 func (p *inproc) tally() (tally, error) {
 	acc := p.sim.Accepted()
 	p.close()
@@ -222,23 +249,23 @@ func (p *inproc) tally() (tally, error) {
 	if err != nil {
 		return tally{}, err
 	}
-	still := map[reading.ID]bool{}
+	still := map[reading.Ref]bool{}
 	for _, r := range pending {
-		still[r.ID] = true
+		still[reading.Ref{ID: r.ID, Measurement: r.Measurement}] = true
 	}
 	for _, r := range dead {
-		still[r.ID] = true
+		still[reading.Ref{ID: r.ID, Measurement: r.Measurement}] = true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := tally{taken: len(p.taken)}
-	for id := range p.taken {
+	for ref := range p.taken {
 		switch {
-		case p.acked[id] > 0:
+		case p.acked[ref] > 0:
 			t.unique++
-		case p.dead[id]:
+		case p.dead[ref]:
 			t.dead++
-		case still[id]:
+		case still[ref]:
 			t.remaining++
 		default:
 			t.lost++

@@ -231,7 +231,11 @@ func MappingsString(ms []Mapping, n int) string {
 		if strings.HasPrefix(name, "/") {
 			name = filepath.Base(name)
 		}
-		parts = append(parts, name+" "+MiB(m.RSS))
+		size := MiB(m.RSS)
+		if m.RSS < 1<<20 {
+			size = fmt.Sprintf("%d KiB", m.RSS>>10)
+		}
+		parts = append(parts, name+" "+size)
 	}
 	return strings.Join(parts, ", ")
 }
