@@ -14,10 +14,14 @@ import (
 // hands out samples like the buffer's: in append (ID) order, newest first
 // with Filter.NewestFirst, skipping samples in flight or outside the time
 // filter, stopping before the sample that would take the values past
-// maxValues but always returning at least one matching sample. It enforces
-// the Source contract and records violations: only values of in-flight
-// samples may be acked or dead-lettered, only in-flight samples released,
-// and no value is acked or dead-lettered twice.
+// maxValues but always returning at least one matching sample (none for
+// maxValues <= 0); a sample without values gets an ID and is never handed
+// out. The contract suite (internal/testutil/sourcetest) holds it to the
+// buffer's behaviour. It also records what the uplink should not do as
+// violations: acking or dead-lettering values of samples not in flight,
+// releasing samples not in flight, acking or dead-lettering a value twice.
+// Recorded or not, every call does what the buffer does: an ack of a
+// released sample still removes its values.
 type MemSource struct {
 	mu       sync.Mutex
 	next     reading.ID
@@ -47,6 +51,9 @@ func (m *MemSource) Add(ss ...reading.Sample) []reading.Sample {
 	for i := range ss {
 		m.next++
 		ss[i].ID = m.next
+		if len(ss[i].Values) == 0 {
+			continue // like the buffer: an ID, nothing stored
+		}
 		s := ss[i]
 		s.Values = append([]reading.Value(nil), s.Values...)
 		m.items[s.ID] = &s
@@ -61,6 +68,10 @@ func (m *MemSource) Add(ss ...reading.Sample) []reading.Sample {
 }
 
 func (m *MemSource) Take(maxValues int, f reading.Filter) ([]reading.Sample, error) {
+	out := []reading.Sample{}
+	if maxValues <= 0 {
+		return out, nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.order) > 64 && len(m.order) > 2*len(m.items) {
@@ -72,7 +83,6 @@ func (m *MemSource) Take(maxValues int, f reading.Filter) ([]reading.Sample, err
 		}
 		m.order = live
 	}
-	out := []reading.Sample{}
 	n := 0
 	for k := range m.order {
 		i := k
@@ -111,6 +121,8 @@ func (m *MemSource) remove(op string, ref reading.Ref) []reading.Ref {
 	s, ok := m.items[ref.ID]
 	if !ok || !m.inflight[ref.ID] {
 		m.bad = append(m.bad, fmt.Sprintf("%s of sample %d, which is not in flight", op, ref.ID))
+	}
+	if !ok {
 		return nil
 	}
 	var gone []reading.Ref
