@@ -32,6 +32,7 @@ type MemSource struct {
 	ackedIDs map[reading.ID]bool // samples with at least one acked value
 	dead     map[reading.Ref]string
 	ackCalls int
+	left     int // values not yet acked or dead-lettered
 	released int
 	bad      []string // contract violations
 	notify   chan struct{}
@@ -58,6 +59,7 @@ func (m *MemSource) Add(ss ...reading.Sample) []reading.Sample {
 		s.Values = append([]reading.Value(nil), s.Values...)
 		m.items[s.ID] = &s
 		m.order = append(m.order, s.ID)
+		m.left += len(s.Values)
 	}
 	m.mu.Unlock()
 	select {
@@ -138,6 +140,7 @@ func (m *MemSource) remove(op string, ref reading.Ref) []reading.Ref {
 		m.bad = append(m.bad, fmt.Sprintf("%s of value %d/%s, which is gone", op, ref.ID, ref.Measurement))
 	}
 	s.Values = keep
+	m.left -= len(gone)
 	if len(keep) == 0 {
 		delete(m.items, ref.ID)
 		delete(m.inflight, ref.ID)
@@ -189,10 +192,7 @@ func (m *MemSource) DeadLetter(refs []reading.Ref, reason string) error {
 func (m *MemSource) Counts() (left, acked, dead, inflight int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, s := range m.items {
-		left += len(s.Values)
-	}
-	return left, len(m.acked), len(m.dead), len(m.inflight)
+	return m.left, len(m.acked), len(m.dead), len(m.inflight)
 }
 
 // Samples returns how many samples still have values.
