@@ -262,6 +262,24 @@ func (s *Set) SetInterval(name string, d time.Duration) error {
 	return nil
 }
 
+// MinInterval is the shortest sampling interval that gives a sensor fresh
+// data: its chip's conversion time at the configured options.
+func (s *Set) MinInterval(name string) (time.Duration, bool) {
+	se, ok := s.byName[name]
+	if !ok {
+		return 0, false
+	}
+	conv := conversion[se.drv.name]
+	if conv == nil {
+		return 0, true
+	}
+	opts := map[string]string{}
+	for k := range se.drv.options {
+		opts[k] = se.drv.opt(se.spec.Options, k)
+	}
+	return conv(opts), true
+}
+
 // Interval reports a sensor's sampling interval.
 func (s *Set) Interval(name string) (time.Duration, bool) {
 	se, ok := s.byName[name]

@@ -171,7 +171,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	uo.Beat = func() { p.health.Beat("uplink") }
 	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, p.buf.DeadLetter, logger)
 	uo.OnServerTime = p.clk.ObserveServerTime
-	uo.Control = control{p.set}
+	uo.Control = openControl(cfg, p, logger)
 	p.up, err = uplink.New(uo, p.buf)
 	if err != nil {
 		p.close(context.Background())
@@ -199,4 +199,20 @@ func asError[T error](err error, target *T) bool { return errors.As(err, target)
 // service's StateDirectory), so readings from an earlier boot can be dated.
 func clockStateDir(cfg *config.Config) string {
 	return filepath.Dir(cfg.Path(cfg.Buffer.Path))
+}
+
+// openControl builds the downlink's control and applies the intervals the
+// platform set before the restart (unless the config file changed them).
+func openControl(cfg *config.Config, p *pipeline, logger *slog.Logger) control {
+	c := control{set: p.set, configured: map[string]time.Duration{}, sink: p.buf, stamp: p.clk.Stamp, log: logger}
+	for _, s := range cfg.Sensors {
+		c.configured[s.Name], _ = p.set.Interval(s.Name)
+	}
+	st, err := loadIntervals(filepath.Join(clockStateDir(cfg), intervalsFile))
+	if err != nil {
+		logger.Warn("platform-set intervals", "err", err)
+	}
+	st.apply(p.set, c.configured, logger)
+	c.saved = st
+	return c
 }
