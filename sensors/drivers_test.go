@@ -134,7 +134,7 @@ func TestConversionTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	for name, want := range map[string]time.Duration{"co2": 5 * time.Second, "slow": 30 * time.Second, "air": 113 * time.Millisecond} {
 		if got, ok := s.MinInterval(name); !ok || got != want {
 			t.Errorf("MinInterval(%s) = %v, %v; want %v", name, got, ok, want)

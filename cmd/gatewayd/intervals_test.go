@@ -158,6 +158,6 @@ func newTestSet(t *testing.T) *sensors.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { s.Close(context.Background()) })
 	return s
 }
