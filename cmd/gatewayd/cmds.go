@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"gatewayd/buffer"
@@ -28,7 +27,7 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return specError(cfg, err)
 	}
-	set.Close()
+	set.Close(context.Background())
 	if *quiet {
 		return nil
 	}
@@ -92,9 +91,11 @@ func cmdSign(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	pass := cr.Password
-	if !*show && len(pass) > 4 {
-		pass = pass[:4] + strings.Repeat("*", len(pass)-4) + "  (--show-password prints it)"
+	// Not a single character of the password unless asked: a prefix narrows
+	// the search, and a short password would be printed whole.
+	pass := "(hidden; --show-password prints it)"
+	if *show {
+		pass = cr.Password
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "clientId\t%s\n", cr.ClientID)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -33,10 +34,25 @@ type Options struct {
 	// DefaultBound applies to loops that Beat without Register. Zero:
 	// DefaultBound.
 	DefaultBound time.Duration
-	// Collect writes the daemon's metrics on every /metrics request. Zero:
-	// only the health package's own metrics are served.
+	// Collect writes the daemon's metrics. Zero: only the health package's
+	// own metrics are served.
 	Collect Collector
+	// CollectEvery is how long one run of Collect serves /metrics: scrapes
+	// within it share one run (and one look at the buffer), however many
+	// come. Zero: DefaultCollectEvery. Negative: every scrape collects.
+	CollectEvery time.Duration
+	// MaxConns bounds the health server's open connections; one more is
+	// closed at once. Zero: DefaultMaxConns.
+	MaxConns int
 }
+
+// DefaultCollectEvery is how long a collected /metrics page is served.
+const DefaultCollectEvery = time.Second
+
+// DefaultMaxConns is how many connections the health server holds at once:
+// enough for a scraper, a technician and a systemd probe, too few for a
+// flood to cost the pipeline memory or CPU.
+const DefaultMaxConns = 8
 
 type heart struct {
 	bound time.Duration
@@ -56,6 +72,12 @@ type Health struct {
 	stuck     bool   // the last feed was withheld, to log each change once
 	notifyErr bool   // the last sd_notify failed, to log each run of failures once
 	lastErrs  string // collector errors last logged, to log each change once
+
+	cmu      sync.Mutex    // serialises collector runs
+	cached   *MetricWriter // the last collector run, never written to again
+	cachedAt time.Time     // when it ran
+	collects uint64        // collector runs, for gatewayd_metrics_collections_total
+	refused  atomic.Uint64 // connections closed at once for MaxConns
 }
 
 // New returns a Health with no registered loops.
@@ -71,6 +93,12 @@ func New(opts Options) *Health {
 	}
 	if opts.DefaultBound <= 0 {
 		opts.DefaultBound = DefaultBound
+	}
+	if opts.CollectEvery == 0 {
+		opts.CollectEvery = DefaultCollectEvery
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
 	return &Health{opts: opts, log: opts.Logger.With("component", "health"), hearts: map[string]*heart{}}
 }
