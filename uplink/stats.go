@@ -23,6 +23,7 @@ type Stats struct {
 	DownlinkRefused uint64 // downlink requests refused (unknown, malformed, failed)
 	LastAck         time.Time
 	LastConnect     time.Time
+	LastDisconnect  time.Time // when the last connection ended (zero: never connected, or still is)
 	LastErr         string
 	// ServerTimeOffset is the platform clock minus ours from the last NTP
 	// exchange (zero before one completed).
