@@ -264,10 +264,11 @@ func (o *Options) withDefaults() (Options, error) {
 		if c.ControlTopic == "" {
 			c.ControlTopic = "gatewayd/{device}/control"
 		}
-		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", c.DeviceName)
+		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", topicLevel(c.DeviceName))
 	default:
 		bad("platform %q: want %q or %q", c.Platform, PlatformAliyun, PlatformMQTT)
 	}
+	errs = append(errs, checkTopicNames(&c)...)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("uplink options: %w", err)
 	}
