@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"fmt"
+	"time"
 
 	"gatewayd/sensors/emul"
 )
@@ -42,6 +43,12 @@ func EmulatedBus(specs []Spec) (*emul.Bus, error) {
 		}
 		if err := b.Add(sp.Address, c); err != nil {
 			return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
+		}
+		if after, ok := sp.Emulate[EmulateHangAfter]; ok {
+			d := time.Duration(after * float64(time.Second))
+			if err := b.Script(sp.Address, []emul.Step{{At: d, Fault: emul.Hang}}); err != nil {
+				return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
+			}
 		}
 	}
 	return b, nil

@@ -37,7 +37,7 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return specError(cfg, err)
 	}
-	set.Close()
+	set.Close(context.Background())
 	if *quiet {
 		return nil
 	}
