@@ -69,8 +69,8 @@ type Options struct {
 	// TLS selects securemode 2 (TLS) when true and 3 (plain TCP) when false.
 	// Plain TCP is closed to devices created since 2022-08.
 	TLS bool
-	// CAFile adds PEM trust anchors to the embedded platform root (GlobalSign
-	// Root CA R1); with CAReplace they replace it. On platform "mqtt" the
+	// CAFile adds PEM trust anchors to the built-in platform roots
+	// (BuiltinRoots); with CAReplace they replace them. On platform "mqtt" the
 	// base pool is the system's instead of the embedded root.
 	CAFile    string
 	CAReplace bool
