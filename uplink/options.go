@@ -29,7 +29,8 @@ const (
 	DefaultReplyTimeout         = 15 * time.Second
 	DefaultConnectTimeout       = 15 * time.Second
 	DefaultBackoffMin           = time.Second
-	DefaultBackoffMax           = 2 * time.Minute
+	DefaultBackoffMax           = 20 * time.Second
+	DefaultAuthBackoff          = 2 * time.Minute
 	DefaultLiveWindow           = time.Minute
 	DefaultHistoryAge           = 23 * time.Hour
 	DefaultMaxReadingsPerMsg    = 200
@@ -117,7 +118,8 @@ type Options struct {
 	ReplyTimeout      time.Duration // 0 = 15s; then the readings are released
 	ConnectTimeout    time.Duration // 0 = 15s
 	BackoffMin        time.Duration // reconnect/retry backoff floor; 0 = 1s
-	BackoffMax        time.Duration // reconnect/retry backoff cap; 0 = 2m
+	BackoffMax        time.Duration // reconnect/retry backoff cap; 0 = 20s (back within seconds of the platform's return)
+	AuthBackoff       time.Duration // after a refused login (CONNACK 4/5) wait between half this and this; 0 = 2m
 	LiveWindow        time.Duration // readings younger than this are "live"; 0 = 1m
 	HistoryAge        time.Duration // readings older than this go by history post; 0 = 23h (the platform refuses > 24h in a post)
 	MaxReadingsPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
@@ -163,6 +165,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.ConnectTimeout, DefaultConnectTimeout)
 	def(&c.BackoffMin, DefaultBackoffMin)
 	def(&c.BackoffMax, DefaultBackoffMax)
+	def(&c.AuthBackoff, DefaultAuthBackoff)
 	def(&c.LiveWindow, DefaultLiveWindow)
 	def(&c.HistoryAge, DefaultHistoryAge)
 	def(&c.NTPInterval, DefaultNTPInterval)

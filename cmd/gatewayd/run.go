@@ -184,7 +184,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	}
 	p := &pipeline{logger: logger}
 	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
-	p.health = health.New(health.Options{Logger: logger, Collect: p.collect})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Notify: sdNotify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
