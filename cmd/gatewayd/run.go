@@ -188,7 +188,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	}
 	p := &pipeline{logger: logger, started: time.Now(), cfgFile: cfg.File, platform: cfg.Uplink.Platform, bufPath: cfg.Path(cfg.Buffer.Path)}
 	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
-	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: sdNotify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
