@@ -43,6 +43,7 @@ type Client struct {
 	stats   statsBox
 	running atomic.Bool
 	nextID  atomic.Uint64
+	ntp     ntpClock // NTP answers count only for the last request sent
 
 	inbound chan inboundMsg // paho handlers -> send loop
 	jobs    chan job        // send loop -> downlink worker
@@ -214,7 +215,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.log.Info("connected", "server", c.serverDesc())
 		err = c.serve(ctx, cl, lost)
 		c.setConn(nil)
-		c.stats.update(func(s *Stats) { s.Connected = false; s.Inflight = 0 })
+		c.stats.update(func(s *Stats) { s.Connected = false; s.Inflight = 0; s.LastDisconnect = c.o.Now() })
 		if ctx.Err() != nil {
 			// Clean disconnect: DISCONNECT tells the platform we left on
 			// purpose; 250ms lets paho flush it.
@@ -304,14 +305,15 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
 		if !useTLS {
-			return raw, nil
+			c.warnPlaintext()
+			return c.guard(raw), nil
 		}
 		tc := tls.Client(raw, tcfg)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			raw.Close()
-			return nil, fmt.Errorf("tls handshake with %s: %w", addr, explainTLS(err, c.o.Now()))
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, c.explainTLS(err, c.o.Now()))
 		}
-		return tc, nil
+		return c.guard(tc), nil // inbound packets over MaxInboundPacket are refused unread
 	})
 	cr, err := c.o.credentials()
 	if err != nil {
@@ -331,7 +333,7 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 	opts.SetConnectRetry(false)
 	opts.SetConnectTimeout(c.o.ConnectTimeout)
 	opts.SetWriteTimeout(c.o.ConnectTimeout)
-	opts.SetOrderMatters(false)
+	opts.SetOrderMatters(true) // in order; onMessage never blocks paho's router
 	lost := make(chan error, 1)
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		select {
@@ -378,21 +380,15 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 	return cl, lost, nil
 }
 
-// onMessage runs on paho's goroutines: copy and hand over, never block long.
+// onMessage runs on paho's router goroutine (in order): copy and hand over
+// to the bounded inbound queue without ever blocking. A full queue drops the
+// message (counted, logged): a lost reply only means a resend.
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	p := append([]byte(nil), m.Payload()...)
-	c.mu.Lock()
-	done := c.done
-	c.mu.Unlock()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
 	select {
 	case c.inbound <- inboundMsg{topic: m.Topic(), payload: p}:
-	case <-done:
-	case <-t.C:
-		if ok, n := c.gate.allow("inbound-full", c.o.Now()); ok {
-			c.log.Warn("downlink message dropped: send loop busy", "topic", m.Topic(), "suppressed", n)
-		}
+	default:
+		c.refuse(m.Topic(), errors.New("downlink message dropped: the send loop is busy (inbound queue full)"))
 	}
 }
 

@@ -70,8 +70,8 @@ type Options struct {
 	// TLS selects securemode 2 (TLS) when true and 3 (plain TCP) when false.
 	// Plain TCP is closed to devices created since 2022-08.
 	TLS bool
-	// CAFile adds PEM trust anchors to the embedded platform root (GlobalSign
-	// Root CA R1); with CAReplace they replace it. On platform "mqtt" the
+	// CAFile adds PEM trust anchors to the built-in platform roots
+	// (BuiltinRoots); with CAReplace they replace them. On platform "mqtt" the
 	// base pool is the system's instead of the embedded root.
 	CAFile    string
 	CAReplace bool
@@ -267,10 +267,11 @@ func (o *Options) withDefaults() (Options, error) {
 		if c.ControlTopic == "" {
 			c.ControlTopic = "gatewayd/{device}/control"
 		}
-		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", c.DeviceName)
+		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", topicLevel(c.DeviceName))
 	default:
 		bad("platform %q: want %q or %q", c.Platform, PlatformAliyun, PlatformMQTT)
 	}
+	errs = append(errs, checkTopicNames(&c)...)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("uplink options: %w", err)
 	}

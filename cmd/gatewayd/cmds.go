@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"gatewayd/buffer"
 	"gatewayd/sensors"
+	"gatewayd/uplink"
 )
+
+// checkNow is check's clock for the root-expiry warning; tests move it.
+var checkNow = time.Now
 
 func cmdCheck(_ context.Context, a *app, args []string) error {
 	fs := newFlags(a, "check")
@@ -20,6 +25,11 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	cfg, err := loadConfig(a, *path)
 	if err != nil {
 		return err
+	}
+	if u := cfg.Uplink; u.Platform == "aliyun" && u.UseTLS() && !u.CAReplace {
+		for _, w := range uplink.RootWarnings(checkNow()) {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w)
+		}
 	}
 	// The sensor layer knows the drivers, their measurements and options:
 	// let it validate too, without touching any hardware.

@@ -52,10 +52,12 @@ type Device struct {
 
 // Uplink says where readings go.
 type Uplink struct {
-	Platform             string   `toml:"platform"`
-	Endpoint             string   `toml:"endpoint,omitempty"`
-	Region               string   `toml:"region,omitempty"`
-	TLS                  *bool    `toml:"tls"`
+	Platform string `toml:"platform"`
+	Endpoint string `toml:"endpoint,omitempty"`
+	Region   string `toml:"region,omitempty"`
+	TLS      *bool  `toml:"tls"`
+	// AllowPlaintext must be true for tls = false: plaintext is a decision.
+	AllowPlaintext       bool     `toml:"allow_plaintext,omitempty"`
 	CAFile               string   `toml:"ca_file,omitempty"`
 	CAReplace            bool     `toml:"ca_replace,omitempty"`
 	ServerName           string   `toml:"server_name,omitempty"`
@@ -76,6 +78,11 @@ type Uplink struct {
 	ClientKey  string `toml:"client_key,omitempty"`
 	Topic      string `toml:"topic,omitempty"`
 }
+
+// PlaintextWarning is said, in words, every time a config with tls = false
+// (and allow_plaintext = true) is checked or run.
+const PlaintextWarning = "plaintext (allow_plaintext = true): the device password and every reading travel in clear; " +
+	"the password never changes, so anyone who captures it once can impersonate this device for good"
 
 // UseTLS reports the effective tls setting (default true).
 func (u Uplink) UseTLS() bool { return u.TLS == nil || *u.TLS }
@@ -375,6 +382,15 @@ func (c *Config) validate() Errors {
 	}
 	if u.MaxMessagesPerSecond < 0 || u.MaxMessagesPerSecond > 1000 {
 		add(c.Errorf("uplink.max_messages_per_second", "must be between 0.01 and 1000, not %g", u.MaxMessagesPerSecond))
+	}
+	if !u.UseTLS() {
+		if !u.AllowPlaintext {
+			add(c.Errorf("uplink.tls", "false sends the password and every reading in clear, and the password never changes: "+
+				"anyone who captures it once can impersonate this device for good. Use TLS; if you must (a bench, a broker on "+
+				"this host), also set allow_plaintext = true"))
+		} else {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: uplink.tls: %s", c.File, c.lines.line("uplink.tls"), PlaintextWarning))
+		}
 	}
 	if u.CAReplace && u.CAFile == "" {
 		add(c.Errorf("uplink.ca_replace", "needs ca_file"))

@@ -68,6 +68,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"unknown key", `bus    = "emulated"=>bus    = "emulated"
 addres = 0x76`, 13, "sensor.addres", "unknown key"},
 		{"typo with hint", `device_name   = "dn"=>devicename = "dn"`, 3, "device.devicename", `did you mean "device_name"`},
+		{"plaintext without allow_plaintext", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
+tls = false`, 8, "uplink.tls", "impersonate this device"},
 		{"keepalive too short", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
 keepalive = "10s"`, 8, "uplink.keepalive", "between 30s and 1200s"},
 		{"keepalive too long", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
@@ -348,5 +350,28 @@ func TestParseErrorsDoNotEchoValues(t *testing.T) {
 	var es Errors
 	if !errors.As(err, &es) || es[0].Line != 2 || es[0].Key != "device.device_secret" || strings.Contains(err.Error(), "1234567") {
 		t.Errorf("type error: %v", err)
+	}
+}
+
+// tls = false is accepted only with allow_plaintext = true, and then every
+// load (check, run) says in words what it costs.
+func TestPlaintextIsADecision(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatewayd.toml")
+	src := strings.Replace(good, `endpoint = "127.0.0.1:8883"`, "endpoint = \"127.0.0.1:1883\"\ntls = false\nallow_plaintext = true", 1)
+	c, err := Parse(path, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], path+":8: uplink.tls:") ||
+		!strings.Contains(c.Warnings[0], "password and every reading travel in clear") || !strings.Contains(c.Warnings[0], "impersonate") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+	if c.Uplink.UseTLS() {
+		t.Fatal("tls = false not honoured")
+	}
+	c, err = Parse(path, []byte(good))
+	if err != nil || len(c.Warnings) != 0 {
+		t.Fatalf("TLS config: %v %q", err, c.Warnings)
 	}
 }
