@@ -52,7 +52,7 @@ func FuzzOpenFile(f *testing.F) {
 		}
 		defer closeQuietly(fresh.db)
 		fresh.db.NoSync = true // fsyncs would make the fuzzer crawl
-		if _, err := salvage(fresh.db, path); err != nil {
+		if _, err := salvage(fresh.db, path, path+journalSuffix); err != nil {
 			t.Fatalf("salvage of a damaged file failed: %v", err)
 		}
 	})

@@ -85,6 +85,7 @@ type salvageResult struct {
 	estimated    bool     // some lost counts stand for unreadable pages (see lose)
 	lostIDs      []string // ID ranges under unreadable pages, for the log (at most 8)
 	noTree       string   // why nothing could be walked, if so
+	rootFound    uint64   // the root page findRoot found, when both meta pages were gone
 	maxID        reading.ID
 	idCeil       reading.ID
 	// totals after this salvage (meta keySalvage of the fresh file)
@@ -96,6 +97,9 @@ func (r salvageResult) log(log *slog.Logger, from string) {
 		"of", r.readings + r.lostReadings, "dead_letters_salvaged", r.dead, "dead_letters_unrecoverable", r.lostDead}
 	if r.estimated {
 		args = append(args, "unrecoverable_estimated", true, "lost_id_ranges", strings.Join(r.lostIDs, " "))
+	}
+	if r.rootFound != 0 {
+		args = append(args, "meta_pages", "both damaged; root page found by a scan and confirmed by the journal", "root_page", r.rootFound)
 	}
 	if r.noTree != "" {
 		log.Error("BUFFER SALVAGE: nothing could be read from the set-aside file; its readings are lost",
@@ -114,11 +118,12 @@ func (r salvageResult) log(log *slog.Logger, from string) {
 const salvageBatch = 4096
 
 // salvage copies the intact records of the set-aside file from into db (the
-// fresh file). It is idempotent: records go in under their own keys, so a
+// fresh file). journalPath is the buffer's journal, which vouches for a root
+// page found without a meta page (findRoot). It is idempotent: records go in under their own keys, so a
 // resumed salvage writes some twice and loses none. An I/O error reading
 // from or writing db is returned as it is (Open retries); damage in from is
 // never an error, only records lost.
-func salvage(db *bolt.DB, from string) (salvageResult, error) {
+func salvage(db *bolt.DB, from, journalPath string) (salvageResult, error) {
 	var res salvageResult
 	// The marker first: from now on a start resumes this salvage.
 	if err := db.Update(func(tx *bolt.Tx) error {
@@ -141,19 +146,30 @@ func salvage(db *bolt.DB, from string) (salvageResult, error) {
 	}
 	w := &walker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
 	m, err := w.currentMeta()
-	if errors.Is(err, ErrCorrupt) {
-		res.noTree = err.Error()
-		return res, finishSalvage(db, &res, 0, 0, 0, false)
-	}
-	if err != nil {
+	rootID := m.root
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		// Both meta pages are gone: look for the root page itself.
+		fr, ferr := findRoot(f, fi.Size(), journalPath)
+		if ferr != nil {
+			return res, ferr
+		}
+		if fr.why != "" {
+			res.noTree = err.Error() + "; " + fr.why
+			return res, finishSalvage(db, &res, 0, 0, 0, false)
+		}
+		w.ps, w.hwm, rootID = fr.ps, fr.hwm, fr.root
+		res.rootFound = fr.root
+	case err != nil:
 		return res, err
+	default:
+		w.ps, w.hwm = int64(m.pageSize), m.hwm
 	}
-	w.ps, w.hwm = int64(m.pageSize), m.hwm
 
 	s := &swalk{w: w}
 	// The root tree's leaves name the buckets.
 	roots := map[string][]byte{}
-	s.tree(m.root, 0, nil, nil, func(k, v []byte, isBucket bool) {
+	s.tree(rootID, 0, nil, nil, func(k, v []byte, isBucket bool) {
 		if isBucket && len(v) >= 16 {
 			roots[string(k)] = v
 		}
@@ -280,6 +296,172 @@ func finishSalvage(db *bolt.DB, res *salvageResult, oldSalvaged, oldLost, jepoch
 		return fmt.Errorf("finish salvage: %w", err)
 	}
 	return nil
+}
+
+// foundRoot is what findRoot found.
+type foundRoot struct {
+	root uint64
+	ps   int64
+	hwm  uint64
+	why  string // why no root page can be trusted, if so
+}
+
+// findRoot finds the root page of a file whose meta pages are both damaged.
+// Every transaction writes a new root page (a leaf naming the three
+// buckets) and older ones stay in the file until their pages are reused, so
+// a scan finds several. Each fold writes the journal's epoch into the meta
+// bucket (inline in the root page) and then starts the journal's next
+// epoch, and epochs only grow: the root page whose folded epoch is the
+// journal's, or one below it, is the root of the last fold. Any other
+// choice could be an older root whose readings were acked since (duplicates)
+// or whose pages were reused, so without that proof nothing is salvaged.
+// Among roots of the same fold the one with the higher ID reservation is
+// later; if still tied (a transaction that only dropped readings), the one
+// with the fewest readings. I/O errors are returned; damage is only a reason.
+func findRoot(f *os.File, size int64, journalPath string) (foundRoot, error) {
+	var fr foundRoot
+	jepoch, ok, err := journalEpoch(journalPath)
+	if err != nil {
+		return fr, err
+	}
+	if !ok {
+		fr.why = "no journal header to tell the newest root page from older ones: not salvaged"
+		return fr, nil
+	}
+	fr.ps, err = guessPageSize(f, size)
+	if err != nil {
+		return fr, err
+	}
+	if fr.ps == 0 {
+		fr.why = "no page structure found"
+		return fr, nil
+	}
+	fr.hwm = uint64(size / fr.ps)
+	type cand struct {
+		id, folded, ceil uint64
+		readings         []byte
+	}
+	var best []cand
+	p := make([]byte, fr.ps)
+	for id := uint64(2); id < fr.hwm; id++ {
+		if _, err := f.ReadAt(p, int64(id)*fr.ps); err != nil {
+			if isShortRead(err) {
+				break
+			}
+			return fr, err
+		}
+		if le.Uint64(p) != id || le.Uint16(p[8:]) != flagLeaf || le.Uint16(p[10:]) != 3 {
+			continue
+		}
+		bk := map[string][]byte{}
+		for i := 0; i < 3; i++ {
+			k, v, _, fl, ok := elem(p, i, false)
+			if ok && fl&bucketLeaf != 0 && len(v) >= 16 {
+				bk[string(k)] = slices.Clone(v)
+			}
+		}
+		if bk[string(bucketReadings)] == nil || bk[string(bucketDead)] == nil || bk[string(bucketMeta)] == nil {
+			continue
+		}
+		c := cand{id: id, readings: bk[string(bucketReadings)]}
+		ms := &swalk{w: &walker{f: f, size: size, ps: fr.ps, hwm: fr.hwm, seen: map[uint64]bool{}}}
+		have := false
+		ms.bucket(bk[string(bucketMeta)], func(k, v []byte, isBucket bool) {
+			switch {
+			case isBucket:
+			case bytes.Equal(k, keyJEpoch) && len(v) == 8:
+				c.folded, have = binary.BigEndian.Uint64(v), true
+			case bytes.Equal(k, keyIDCeil) && len(v) == 8:
+				c.ceil = binary.BigEndian.Uint64(v)
+			}
+		})
+		if ms.ioErr != nil {
+			return fr, ms.ioErr
+		}
+		if !have {
+			continue
+		}
+		switch {
+		case len(best) == 0 || c.folded > best[0].folded || (c.folded == best[0].folded && c.ceil > best[0].ceil):
+			best = []cand{c}
+		case c.folded == best[0].folded && c.ceil == best[0].ceil:
+			best = append(best, c)
+		}
+	}
+	if len(best) == 0 {
+		fr.why = "no root page found"
+		return fr, nil
+	}
+	if best[0].folded != jepoch && best[0].folded+1 != jepoch {
+		fr.why = fmt.Sprintf("the newest root page found (page %d) folded journal epoch %d but the journal is at epoch %d: "+
+			"the last fold's root page is damaged too; older roots are not salvaged (their readings may have been acked since)",
+			best[0].id, best[0].folded, jepoch)
+		return fr, nil
+	}
+	fewest := -1
+	for _, c := range best {
+		n := 0
+		cs := &swalk{w: &walker{f: f, size: size, ps: fr.ps, hwm: fr.hwm, seen: map[uint64]bool{}}}
+		cs.bucket(c.readings, func(_, _ []byte, isBucket bool) {
+			if !isBucket {
+				n++
+			}
+		})
+		if cs.ioErr != nil {
+			return fr, cs.ioErr
+		}
+		if fewest < 0 || n < fewest {
+			fewest, fr.root = n, c.id
+		}
+	}
+	return fr, nil
+}
+
+// journalEpoch reads the epoch in the journal's header; ok is false when
+// there is no journal or no valid header.
+func journalEpoch(path string) (uint64, bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	h := make([]byte, 20)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		if isShortRead(err) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	e, ok := parseJournalHeader(h)
+	return e, ok, nil
+}
+
+// guessPageSize finds the page size of a file without meta pages: the size
+// at which the most pages carry their own index as their id. 0 if none.
+func guessPageSize(f *os.File, size int64) (int64, error) {
+	best, bestN := int64(0), 0
+	hdr := make([]byte, pageHeader)
+	for ps := int64(512); ps <= 65536; ps *= 2 {
+		n := 0
+		for id := int64(2); id < size/ps && id < 4096; id++ {
+			if _, err := f.ReadAt(hdr, id*ps); err != nil {
+				if isShortRead(err) {
+					break
+				}
+				return 0, err
+			}
+			if le.Uint64(hdr) == uint64(id) {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = ps, n
+		}
+	}
+	return best, nil
 }
 
 // swalk walks a damaged file's trees without trusting them. Unlike rawCheck

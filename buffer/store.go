@@ -114,7 +114,7 @@ func finishOpen(op *opened, o Options, log *slog.Logger, rt *retrier) error {
 		from := filepath.Join(filepath.Dir(o.Path), op.salvageFrom)
 		var res salvageResult
 		err := rt.do("salvage", func() (err error) {
-			res, err = salvage(op.db, from)
+			res, err = salvage(op.db, from, o.Path+journalSuffix)
 			return err
 		})
 		if err != nil {
