@@ -12,6 +12,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 
 	"gatewayd/internal/reading"
+	"gatewayd/sensors/emul"
 )
 
 // Spec is one configured sensor.
@@ -44,10 +45,17 @@ type Mux struct {
 	Channel int    // 0..7
 }
 
-// EmulateHangAfter is the Emulate key that makes an emulated chip's
-// transfers hang for good that many seconds after the bus is built: a wedged
-// I²C read, to try the watchdog and the stop bound without hardware.
-const EmulateHangAfter = "hang_after"
+// Emulate keys that script a fault into an emulated chip, that many
+// seconds after the bus is built, to try the watchdog, the stop bound and
+// `gatewayd status` without hardware.
+const (
+	// EmulateHangAfter: transfers hang for good (a wedged I²C read).
+	EmulateHangAfter = "hang_after"
+	// EmulateFailAfter: the chip stops acknowledging (unplugged, dead).
+	EmulateFailAfter = "fail_after"
+)
+
+var emulateFaults = map[string]emul.Fault{EmulateHangAfter: emul.Hang, EmulateFailAfter: emul.NACK}
 
 // DefaultInterval is the sampling interval of a Spec whose Interval is 0.
 const DefaultInterval = 10 * time.Second
@@ -215,7 +223,7 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 		}
 	}
 	for k := range sp.Emulate {
-		if k == EmulateHangAfter {
+		if _, fault := emulateFaults[k]; fault {
 			if v := sp.Emulate[k]; !(v >= 0 && v <= 86400) {
 				return sp, nil, bad("emulate."+k, "must be seconds between 0 and 86400, not %v", v)
 			}

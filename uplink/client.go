@@ -215,7 +215,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.log.Info("connected", "server", c.serverDesc())
 		err = c.serve(ctx, cl, lost)
 		c.setConn(nil)
-		c.stats.update(func(s *Stats) { s.Connected = false; s.Inflight = 0 })
+		c.stats.update(func(s *Stats) { s.Connected = false; s.Inflight = 0; s.LastDisconnect = c.o.Now() })
 		if ctx.Err() != nil {
 			// Clean disconnect: DISCONNECT tells the platform we left on
 			// purpose; 250ms lets paho flush it.

@@ -24,6 +24,7 @@ type Stats struct {
 	Oversize        uint64 // inbound packets over MaxInboundPacket (each dropped the connection unread)
 	LastAck         time.Time
 	LastConnect     time.Time
+	LastDisconnect  time.Time // when the last connection ended (zero: never connected, or still is)
 	LastErr         string
 	// ServerTimeOffset is the platform clock minus ours from the last NTP
 	// exchange (zero before one completed).

@@ -83,6 +83,7 @@ func commands() map[string]command {
 		"scan":    {"probe an I2C bus and name the chips found", cmdScan},
 		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json]", cmdBuffer},
 		"sign":    {"print the MQTT CONNECT fields for the device (to debug sign-in problems)", cmdSign},
+		"status":  {"ask the running daemon how it is: sensors, connection, backlog, clock, watchdog (exit 1 if unhealthy)", cmdStatus},
 		"version": {"print the version", cmdVersion},
 	}
 }

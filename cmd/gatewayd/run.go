@@ -78,6 +78,11 @@ type pipeline struct {
 	buf    *buffer.Buffer
 	set    *sensors.Set
 	up     *uplink.Client
+	last   *lastValues // the sensors' sink: remembers each one's last sample for /status
+
+	// For /status.
+	started                            time.Time
+	cfgFile, platform, server, bufPath string
 }
 
 // Heartbeat bounds: each loop beats at least once a second while alive; a
@@ -113,7 +118,7 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 			}
 		}()
 	}
-	if err := p.set.Open(p.buf); err != nil {
+	if err := p.set.Open(p.last); err != nil {
 		stopHealth()
 		wg.Wait()
 		p.close(context.Background())
@@ -165,7 +170,6 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 	if err := p.buf.Close(deadline); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close buffer: %w", err)
 	}
-	p.buf = nil
 	hdone := make(chan struct{})
 	go func() { wg.Wait(); close(hdone) }()
 	select {
@@ -182,9 +186,9 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{logger: logger}
+	p := &pipeline{logger: logger, started: time.Now(), cfgFile: cfg.File, platform: cfg.Uplink.Platform, bufPath: cfg.Path(cfg.Buffer.Path)}
 	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
-	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Notify: sdNotify})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: sdNotify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
@@ -200,6 +204,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 		p.set.Close(context.Background())
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
+	p.last = newLastValues(p.buf)
 	uo := uplinkOptions(cfg, secret, logger)
 	uo.Beat = func() { p.health.Beat("uplink") }
 	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, p.buf.DeadLetter, logger)
@@ -209,6 +214,10 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	if err != nil {
 		p.close(context.Background())
 		return nil, fmt.Errorf("uplink: %w", err)
+	}
+	p.server = uo.Endpoint
+	if uo.Platform == uplink.PlatformMQTT {
+		p.server = uo.Broker
 	}
 	return p, nil
 }

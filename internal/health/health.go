@@ -44,6 +44,18 @@ type Options struct {
 	// MaxConns bounds the health server's open connections; one more is
 	// closed at once. Zero: DefaultMaxConns.
 	MaxConns int
+	// Status returns the daemon's state for GET /status (JSON), what
+	// `gatewayd status` prints. Nil: /status is 404.
+	Status func() any
+}
+
+// WatchdogState is the systemd watchdog as Health feeds it.
+type WatchdogState struct {
+	Interval time.Duration `json:"interval_ns"` // systemd's WatchdogSec; 0: no watchdog
+	Feeds    uint64        `json:"feeds"`       // WATCHDOG=1 sent
+	LastFeed time.Time     `json:"last_feed"`
+	Alive    bool          `json:"alive"`             // every loop beats within its bound
+	Problem  string        `json:"problem,omitempty"` // the wedged loop, when not alive
 }
 
 // DefaultCollectEvery is how long a collected /metrics page is served.
@@ -69,9 +81,11 @@ type Health struct {
 	mu        sync.Mutex
 	hearts    map[string]*heart
 	feeds     uint64
-	stuck     bool   // the last feed was withheld, to log each change once
-	notifyErr bool   // the last sd_notify failed, to log each run of failures once
-	lastErrs  string // collector errors last logged, to log each change once
+	lastFeed  time.Time
+	watchdog  time.Duration // the interval Run found (0: none)
+	stuck     bool          // the last feed was withheld, to log each change once
+	notifyErr bool          // the last sd_notify failed, to log each run of failures once
+	lastErrs  string        // collector errors last logged, to log each change once
 
 	cmu      sync.Mutex    // serialises collector runs
 	cached   *MetricWriter // the last collector run, never written to again
@@ -174,6 +188,9 @@ func (h *Health) Run(ctx context.Context) error {
 		wd = d
 	}
 	var tick <-chan time.Time
+	h.mu.Lock()
+	h.watchdog = max(wd, 0)
+	h.mu.Unlock()
 	if wd > 0 {
 		// Half the interval, as systemd recommends, so one late tick is
 		// not a restart.
@@ -215,6 +232,7 @@ func (h *Health) feed() {
 	}
 	h.mu.Lock()
 	h.feeds++
+	h.lastFeed = h.opts.Now()
 	h.mu.Unlock()
 	h.notify("WATCHDOG=1")
 }
@@ -229,4 +247,16 @@ func (h *Health) notify(state string) {
 	if first {
 		h.log.Warn("sd_notify failed", "state", strings.SplitN(state, "\n", 2)[0], "err", err)
 	}
+}
+
+// Watchdog reports the watchdog's state and whether the pipeline is alive.
+func (h *Health) Watchdog() WatchdogState {
+	err := h.Check()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := WatchdogState{Interval: h.watchdog, Feeds: h.feeds, LastFeed: h.lastFeed, Alive: err == nil}
+	if err != nil {
+		ws.Problem = err.Error()
+	}
+	return ws
 }

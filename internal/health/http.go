@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -24,7 +25,24 @@ func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.serveHealthz)
 	mux.HandleFunc("GET /metrics", h.serveMetrics)
+	mux.HandleFunc("GET /status", h.serveStatus)
 	return mux
+}
+
+// serveStatus answers `gatewayd status`: the daemon's state as JSON.
+func (h *Health) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Status == nil {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := json.MarshalIndent(h.opts.Status(), "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(b, '\n'))
 }
 
 func (h *Health) serveHealthz(w http.ResponseWriter, _ *http.Request) {
