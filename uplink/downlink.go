@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -300,12 +301,30 @@ type ntpClock struct {
 }
 
 // NTP plausibility bounds. A claimed platform time before ntpFloor (older
-// than this code) or after ntpCeiling is refused, and so is an answer whose
+// than this code: 2026-01-01, or the build's commit time when the binary
+// records one) or after ntpCeiling is refused, and so is an answer whose
 // round trip exceeds ntpMaxRTT: such an offset is worth nothing.
 var (
-	ntpFloor   = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ntpFloor   = buildFloor(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	ntpCeiling = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
+
+// buildFloor returns the later of floor and the commit time stamped into
+// the binary (go build in a git checkout records vcs.time).
+func buildFloor(floor time.Time) time.Time {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return floor
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.time" {
+			if t, err := time.Parse(time.RFC3339, s.Value); err == nil && t.After(floor) {
+				return t.UTC()
+			}
+		}
+	}
+	return floor
+}
 
 const ntpMaxRTT = 30 * time.Second
 
