@@ -230,6 +230,22 @@ func TestEIOChild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Open: %v", scenario, err)
 		}
+	case "open-persistent":
+		// The card keeps failing: Open gives up within its bound with
+		// the I/O error, and leaves the file as it was.
+		in.add(&eioRule{suffix: "/" + db, nr: unix.SYS_PREAD64, fail: 1 << 30})
+		o.OpenRetry = 2 * time.Second
+		start := time.Now()
+		_, err := Open(o)
+		isEIO(err)
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("Open kept retrying for %v (bound 2 s)", d)
+		}
+		rep.Injected = in.injected()
+		rep.Retries = uint64(len(rep.Starting))
+		out, _ := json.Marshal(rep)
+		fmt.Printf("EIO-REPORT %s\n", out)
+		os.Exit(0)
 	case "fold-write", "fold-sync":
 		b = mustOpen(t, o)
 		appendCommit(b, 0, 40)
@@ -265,7 +281,7 @@ func TestEIOChild(t *testing.T) {
 }
 
 func TestTransientEIO(t *testing.T) {
-	for _, scenario := range []string{"open-read", "open-write", "open-sync", "fold-write", "fold-sync", "journal-write", "journal-sync"} {
+	for _, scenario := range []string{"open-read", "open-write", "open-sync", "open-persistent", "fold-write", "fold-sync", "journal-write", "journal-sync"} {
 		t.Run(scenario, func(t *testing.T) {
 			var path string
 			var want []reading.ID
