@@ -65,7 +65,7 @@ func TestOptionsReachTheChip(t *testing.T) {
 		t.Error("hdc302x not in auto mode")
 	}
 	// Close halts what can be halted: the HDC302x leaves auto mode.
-	s.Close()
+	s.Close(context.Background())
 	if b.Chip(0x46).(*emul.HDC302x).Auto() {
 		t.Error("hdc302x still measuring after Close")
 	}
@@ -111,7 +111,7 @@ func TestResolutions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	covered := map[string]bool{}
 	for i, r := range s.ReadOnce(context.Background()) {
 		if r.Err != nil {
@@ -171,7 +171,7 @@ func TestShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	sh := s.Shapes()
 	if len(sh) != 2 || sh[0].Sensor != "air" || sh[0].Interval != 30*time.Second || sh[1].Interval != DefaultInterval {
 		t.Fatalf("shapes %+v", sh)

@@ -42,6 +42,14 @@
 // plus a 100 ms guard for delays on the way), counting everything the
 // device publishes: posts, NTP requests and downlink replies.
 //
+// # Hostile input
+//
+// The dialed connection is wrapped by a guard that reads every inbound MQTT
+// fixed header and drops the connection at the first packet announcing more
+// than MaxInboundPacket, before paho allocates it. Downlink decoders refuse
+// what they do not understand; NTP answers count only for the last request
+// sent; the control topic never takes wildcards from the device name.
+//
 // # Caveats
 //
 // A message whose reply was lost may be sent twice (the platform saw it, we

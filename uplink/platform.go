@@ -28,9 +28,10 @@ type platform interface {
 	sort(topic string) inbound
 	// classify says what a reply code means for the message's values.
 	classify(code int) action
-	// ntpRequest returns the NTP-over-MQTT request to publish; ok is false
-	// where the far end has none.
-	ntpRequest(now time.Time) (topic string, payload []byte, ok bool)
+	// ntpRequestTopic returns the topic of the NTP-over-MQTT request; ok is
+	// false where the far end has none. The payload comes from the Client's
+	// ntpClock, which remembers the request so only its answer counts.
+	ntpRequestTopic() (topic string, ok bool)
 }
 
 // inbound is what an inbound topic carries.
@@ -156,11 +157,11 @@ func (a *alink) sort(topic string) inbound {
 
 func (a *alink) classify(code int) action { return classifyCode(code) }
 
-func (a *alink) ntpRequest(now time.Time) (string, []byte, bool) {
+func (a *alink) ntpRequestTopic() (string, bool) {
 	if a.o.OnServerTime == nil {
-		return "", nil, false
+		return "", false
 	}
-	return a.ntpTopic("request"), fmt.Appendf(nil, `{"deviceSendTime":"%d"}`, now.UnixMilli()), true
+	return a.ntpTopic("request"), true
 }
 
 // classifyCode decides, per reply code, whether retrying can ever help.
@@ -220,7 +221,7 @@ func (p *plainMQTT) encode(_ kind, its []item) *outMsg {
 	return p.build(expandTopic(p.o.Topic, p.o.DeviceName, &its[0]), its)
 }
 
-func (p *plainMQTT) ackedByPuback() bool                         { return true }
-func (p *plainMQTT) sort(string) inbound                         { return inUnknown }
-func (p *plainMQTT) classify(int) action                         { return actRetry }
-func (p *plainMQTT) ntpRequest(time.Time) (string, []byte, bool) { return "", nil, false }
+func (p *plainMQTT) ackedByPuback() bool             { return true }
+func (p *plainMQTT) sort(string) inbound             { return inUnknown }
+func (p *plainMQTT) classify(int) action             { return actRetry }
+func (p *plainMQTT) ntpRequestTopic() (string, bool) { return "", false }

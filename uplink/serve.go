@@ -692,7 +692,7 @@ func (c *Client) maybeNTP(cl mqtt.Client, st *sendState, now time.Time) {
 	if now.Before(st.ntpDue) {
 		return
 	}
-	topic, payload, ok := c.p.ntpRequest(now)
+	topic, ok := c.p.ntpRequestTopic()
 	if !ok || !c.win.take(time.Now(), 0) {
 		return
 	}
@@ -701,7 +701,8 @@ func (c *Client) maybeNTP(cl mqtt.Client, st *sendState, now time.Time) {
 	} else {
 		st.ntpDue = now.Add(min(30*time.Second, c.o.NTPInterval))
 	}
-	cl.Publish(topic, 0, false, payload)
+	// Only the answer to this request counts (ntpClock).
+	cl.Publish(topic, 0, false, c.ntp.request(now))
 	c.stats.update(func(s *Stats) { s.SentOther++ })
 }
 
@@ -725,7 +726,11 @@ func (c *Client) handleInbound(cl mqtt.Client, st *sendState, m inboundMsg) {
 			c.refuse(m.topic, err)
 			return
 		}
-		server, rtt := r.Server(now.UnixMilli())
+		server, rtt, err := c.ntp.answer(r, now)
+		if err != nil {
+			c.refuse(m.topic, err)
+			return
+		}
 		st.ntpSynced = true
 		st.ntpDue = now.Add(c.o.NTPInterval)
 		c.stats.update(func(s *Stats) { s.ServerTimeOffset = server.Sub(now) })

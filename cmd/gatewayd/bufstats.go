@@ -85,6 +85,10 @@ func writeBufferStats(w io.Writer, path string, st buffer.Stats, asJSON bool) er
 	} else {
 		fmt.Fprintf(tw, "messages per reading\t- (nothing acked yet)\n")
 	}
+	if st.AsideFiles > 0 || st.Salvaged > 0 || st.Unrecoverable > 0 {
+		fmt.Fprintf(tw, "set-aside damaged files\t%d (%d bytes, counted in max_size)\n", st.AsideFiles, st.AsideBytes)
+		fmt.Fprintf(tw, "salvaged from them\t%d samples (%d unrecoverable)\n", st.Salvaged, st.Unrecoverable)
+	}
 	reasons := make([]string, 0, len(st.Drops))
 	for r := range st.Drops {
 		reasons = append(reasons, r)

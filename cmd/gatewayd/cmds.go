@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
+	"time"
 
 	"gatewayd/sensors"
+	"gatewayd/uplink"
 )
+
+// checkNow is check's clock for the root-expiry warning; tests move it.
+var checkNow = time.Now
 
 func cmdCheck(_ context.Context, a *app, args []string) error {
 	fs := newFlags(a, "check")
@@ -20,6 +24,11 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	cfg, err := loadConfig(a, *path)
 	if err != nil {
 		return err
+	}
+	if u := cfg.Uplink; u.Platform == "aliyun" && u.UseTLS() && !u.CAReplace {
+		for _, w := range uplink.RootWarnings(checkNow()) {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w)
+		}
 	}
 	// The sensor layer knows the drivers, their measurements and options:
 	// let it validate too, without touching any hardware.
@@ -33,7 +42,7 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	if w := estimateCapacity(cfg, set.Shapes()).warning(cfg); w != "" {
 		fmt.Fprintf(a.stderr, "warning: %s\n", w)
 	}
-	set.Close()
+	set.Close(context.Background())
 	if *quiet {
 		return nil
 	}
@@ -67,9 +76,11 @@ func cmdSign(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	pass := cr.Password
-	if !*show && len(pass) > 4 {
-		pass = pass[:4] + strings.Repeat("*", len(pass)-4) + "  (--show-password prints it)"
+	// Not a single character of the password unless asked: a prefix narrows
+	// the search, and a short password would be printed whole.
+	pass := "(hidden; --show-password prints it)"
+	if *show {
+		pass = cr.Password
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "clientId\t%s\n", cr.ClientID)

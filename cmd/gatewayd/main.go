@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"gatewayd/internal/config"
+	"gatewayd/uplink"
 )
 
 // version is stamped in at build time (-ldflags "-X main.version=...").
@@ -94,6 +95,7 @@ func commands() map[string]command {
 		"scan":    {"probe an I2C bus and name the chips found", cmdScan},
 		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json] [--dead] | buffer requeue [--reason TEXT]", cmdBuffer},
 		"sign":    {"print the MQTT CONNECT fields for the device (to debug sign-in problems)", cmdSign},
+		"status":  {"ask the running daemon how it is: sensors, connection, backlog, clock, watchdog (exit 1 if unhealthy)", cmdStatus},
 		"version": {"print the version", cmdVersion},
 	}
 }
@@ -179,5 +181,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 
 func cmdVersion(_ context.Context, a *app, _ []string) error {
 	fmt.Fprintf(a.stdout, "gatewayd %s\n", version)
+	for _, r := range uplink.BuiltinRoots() {
+		fmt.Fprintf(a.stdout, "built-in root: %s, valid until %s (%s)\n", r.Name, r.NotAfter.Format("2006-01-02"), r.Use)
+	}
 	return nil
 }

@@ -185,7 +185,7 @@ func TestExampleResolutionOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer set.Close()
+	defer set.Close(context.Background())
 	res := set.ReadOnce(context.Background())[0]
 	if res.Err != nil {
 		t.Fatal(res.Err)
