@@ -78,8 +78,8 @@ hang_after = 1.0
 	if taken < 5 {
 		t.Fatalf("taken %d: the run did not sample", taken)
 	}
-	if st.Depth != 3*taken {
-		t.Errorf("the file holds %d values, the sensors took %d samples (%d values): the final commit lost some\n%s",
-			st.Depth, taken, 3*taken, logs)
+	if st.Depth != taken || st.Values != 3*taken {
+		t.Errorf("the file holds %d samples (%d values), the sensors took %d samples (%d values): the final commit lost some\n%s",
+			st.Depth, st.Values, taken, 3*taken, logs)
 	}
 }
