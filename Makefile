@@ -40,3 +40,4 @@ clean:
 
 -include deploy/deploy.mk
 -include bench/bench.mk
+-include deploy/powercut.mk
