@@ -283,3 +283,29 @@ func TestMuxReset(t *testing.T) {
 		}
 	}
 }
+
+// [sensor.emulate] hang_after wedges the emulated chip: before it, reads
+// succeed; after it, a transfer never returns (the watchdog's test case in
+// deploy/ci/systemd.sh). The wedged goroutine sleeps until the test binary
+// exits.
+func TestEmulateHangAfterWedgesTheChip(t *testing.T) {
+	specs := []Spec{{Name: "t", Driver: "tmp102", Bus: "emulated", Emulate: map[string]float64{EmulateHangAfter: 0.3, "temperature": 20}}}
+	b, err := EmulatedBus(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tx(0x48, []byte{0}, make([]byte, 2)); err != nil {
+		t.Fatalf("read before hang_after: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- b.Tx(0x48, []byte{0}, make([]byte, 2)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("read after hang_after returned: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := EmulatedBus([]Spec{{Name: "t", Driver: "tmp102", Bus: "emulated", Emulate: map[string]float64{EmulateHangAfter: -1}}}); err == nil {
+		t.Error("negative hang_after accepted")
+	}
+}

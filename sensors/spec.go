@@ -31,6 +31,7 @@ type Spec struct {
 	Options map[string]string
 	// Emulate holds, for emulated buses, the values the emulated chip
 	// reports (measurement -> value); missing ones get a plausible default.
+	// The key EmulateHangAfter wedges the chip after that many seconds.
 	Emulate map[string]float64
 	// Device is the ds18b20's 1-Wire id "28-xxxxxxxxxxxx"; empty = the only
 	// one present.
@@ -208,7 +209,13 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 			return sp, nil, bad("properties."+k, "property id is empty")
 		}
 	}
-	for k := range sp.Emulate {
+	for k, v := range sp.Emulate {
+		if k == EmulateHangAfter {
+			if d.oneWire || v < 0 {
+				return sp, nil, bad("emulate."+k, "seconds >= 0, for an emulated I²C chip")
+			}
+			continue
+		}
 		if d.index(k) < 0 {
 			return sp, nil, bad("emulate."+k, "the %s does not measure %q (it measures %s)", sp.Driver, k, d.measList())
 		}
