@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"gatewayd/internal/reading"
 )
@@ -136,7 +137,7 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 	opts := boltOptions(f, timeout, readOnly)
 	op.db, err = bolt.Open(path, 0o600, opts)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return op, fmt.Errorf("open %s: %w (gave up after %v)", path, ErrLocked, timeout)
 		}
 		return op, fmt.Errorf("open %s: %w", path, err)
