@@ -2,21 +2,11 @@ package sensors
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"gatewayd/sensors/emul"
 )
-
-// EmulateHangAfter is the [sensor.emulate] key that wedges an emulated
-// chip: that many seconds after its bus is opened, every transfer to it
-// blocks for good, as a driver stuck on a bus whose SCL is held low does.
-// It is how the service's watchdog is seen to act (deploy/ci/systemd.sh):
-// the sensor loop stops heart-beating after Options.HangAfter, the daemon
-// stops feeding systemd's watchdog, and systemd kills and restarts it.
-const EmulateHangAfter = "hang_after"
-
-// hangForever is the emulated bus's timeout delay for a wedged chip.
-const hangForever = 100 * 365 * 24 * time.Hour
 
 // EmulatedBus builds one emulated I²C bus holding an emulated chip for each
 // I²C spec (the Bus field is not looked at; 1-Wire specs are skipped), with
@@ -34,19 +24,6 @@ func EmulatedBus(specs []Spec) (*emul.Bus, error) {
 		}
 		if d.oneWire {
 			continue
-		}
-		hang, wedge := sp.Emulate[EmulateHangAfter]
-		if wedge {
-			if sp.Mux != nil {
-				return nil, fmt.Errorf("emulate %s: %s: not behind a multiplexer", sp.Name, EmulateHangAfter)
-			}
-			values := make(map[string]float64, len(sp.Emulate))
-			for k, v := range sp.Emulate {
-				if k != EmulateHangAfter {
-					values[k] = v
-				}
-			}
-			sp.Emulate = values
 		}
 		c, err := d.emulate(sp)
 		if err != nil {
@@ -68,10 +45,15 @@ func EmulatedBus(specs []Spec) (*emul.Bus, error) {
 		if err := b.Add(sp.Address, c); err != nil {
 			return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
 		}
-		if wedge {
-			b.SetTimeoutDelay(hangForever)
-			at := time.Duration(hang * float64(time.Second))
-			if err := b.Script(sp.Address, []emul.Step{{At: at, Fault: emul.Timeout}}); err != nil {
+		var steps []emul.Step
+		for k, f := range emulateFaults {
+			if after, ok := sp.Emulate[k]; ok {
+				steps = append(steps, emul.Step{At: time.Duration(after * float64(time.Second)), Fault: f})
+			}
+		}
+		if len(steps) > 0 {
+			sort.Slice(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
+			if err := b.Script(sp.Address, steps); err != nil {
 				return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
 			}
 		}
