@@ -76,10 +76,10 @@ func TestReloadCommand(t *testing.T) {
 			return false
 		}
 	}
-	reload := func() (error, string) {
+	reload := func() (string, error) {
 		var out syncBuffer
 		err := Run(context.Background(), []string{"reload", "--pid", strconv.Itoa(os.Getpid()), "--timeout", "20s"}, &out, &out)
-		return err, out.String()
+		return out.String(), err
 	}
 
 	d := startDaemon(t, cfg)
@@ -88,7 +88,7 @@ func TestReloadCommand(t *testing.T) {
 
 	src, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, bytes.Replace(src, []byte(`temperature = "temperature"`), []byte(`temperature = "air_temp"`), 1), 0o600)
-	if err, out := reload(); err != nil || !strings.Contains(out, "runs the new config") {
+	if out, err := reload(); err != nil || !strings.Contains(out, "runs the new config") {
 		t.Fatalf("reload of a good edit: %v: %s", err, out)
 	}
 	if g, o, _ := readReloadStatus(run); g != 1 || o != "applied" {
@@ -97,17 +97,15 @@ func TestReloadCommand(t *testing.T) {
 	waitFor(t, 15*time.Second, "air_temp at iotsim", seen("air_temp"))
 
 	os.WriteFile(cfg, bytes.Replace(src, []byte(`interval = "200ms"`), []byte(`interval = "soon"`), 1), 0o600)
-	err, out := reload()
-	if exitCode(err) != 1 || !strings.Contains(out, "refused the new config") || !strings.Contains(out, "soon") {
+	out, err := reload()
+	if exitCode(err) != 1 || !strings.Contains(out, "refused the new config") || !strings.Contains(out, "sensor.interval") {
 		t.Fatalf("reload of a bad edit: exit %d (%v): %s", exitCode(err), err, out)
 	}
 	n := len(sim.Accepted())
 	waitFor(t, 10*time.Second, "readings still arriving after the refused reload", func() bool { return len(sim.Accepted()) > n+3 })
 
-	if err, _ := func() (error, string) {
-		var out syncBuffer
-		return Run(context.Background(), []string{"reload"}, &out, &out), out.String()
-	}(); exitCode(err) != 2 {
+	var discard syncBuffer
+	if err := Run(context.Background(), []string{"reload"}, &discard, &discard); exitCode(err) != 2 {
 		t.Errorf("reload without a pid: exit %d, want 2", exitCode(err))
 	}
 
