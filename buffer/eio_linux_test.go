@@ -223,13 +223,34 @@ func TestEIOChild(t *testing.T) {
 	}
 	var b *Buffer
 	switch scenario {
-	case "open-read", "open-write", "open-sync":
-		nr := map[string]int32{"open-read": unix.SYS_PREAD64, "open-write": unix.SYS_PWRITE64, "open-sync": unix.SYS_FDATASYNC}[scenario]
-		in.add(&eioRule{suffix: "/" + db, nr: nr, fail: 3})
+	case "open-read", "open-write", "open-sync", "open-journal":
+		nr := map[string]int32{"open-read": unix.SYS_PREAD64, "open-write": unix.SYS_PWRITE64, "open-sync": unix.SYS_FDATASYNC,
+			"open-journal": unix.SYS_PREAD64}[scenario]
+		file := db
+		if scenario == "open-journal" {
+			file = journal // its windows, not yet folded, must not be skipped
+		}
+		in.add(&eioRule{suffix: "/" + file, nr: nr, fail: 3})
 		b, err = Open(o)
 		if err != nil {
 			t.Fatalf("%s: Open: %v", scenario, err)
 		}
+	case "open-persistent":
+		// The card keeps failing: Open gives up within its bound with
+		// the I/O error, and leaves the file as it was.
+		in.add(&eioRule{suffix: "/" + db, nr: unix.SYS_PREAD64, fail: 1 << 30})
+		o.OpenRetry = 2 * time.Second
+		start := time.Now()
+		_, err := Open(o)
+		isEIO(err)
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("Open kept retrying for %v (bound 2 s)", d)
+		}
+		rep.Injected = in.injected()
+		rep.Retries = uint64(len(rep.Starting))
+		out, _ := json.Marshal(rep)
+		fmt.Printf("EIO-REPORT %s\n", out)
+		os.Exit(0)
 	case "fold-write", "fold-sync":
 		b = mustOpen(t, o)
 		appendCommit(b, 0, 40)
@@ -265,18 +286,34 @@ func TestEIOChild(t *testing.T) {
 }
 
 func TestTransientEIO(t *testing.T) {
-	for _, scenario := range []string{"open-read", "open-write", "open-sync", "fold-write", "fold-sync", "journal-write", "journal-sync"} {
+	for _, scenario := range []string{"open-read", "open-write", "open-sync", "open-journal", "open-persistent", "fold-write", "fold-sync", "journal-write", "journal-sync"} {
 		t.Run(scenario, func(t *testing.T) {
 			var path string
 			var want []reading.ID
-			if strings.HasPrefix(scenario, "open") {
+			switch {
+			case scenario == "open-journal":
+				// Readings durable only in the journal: a crash
+				// after one window.
+				path = filepath.Join(t.TempDir(), "b.db")
+				b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
+				rs := mkReadings(0, 50)
+				mustAppend(t, b, rs)
+				if err := b.commit(); err != nil {
+					t.Fatal(err)
+				}
+				if s := b.Stats(); s.Folds != 0 || s.Commits != 1 {
+					t.Fatalf("want one journal window: %+v", s)
+				}
+				crash(t, b)
+				want = reading.IDs(rs)
+			case strings.HasPrefix(scenario, "open"):
 				const n = 500
 				p, last := makeFile(t, n)
 				path = p
 				for i := range n {
 					want = append(want, last-reading.ID(n-1-i))
 				}
-			} else {
+			default:
 				path = filepath.Join(t.TempDir(), "b.db")
 			}
 			cmd := exec.Command(os.Args[0], "-test.run=^TestEIOChild$", "-test.count=1")

@@ -199,14 +199,7 @@ func TestSalvageWithJournal(t *testing.T) {
 	if s := b.Stats(); s.Folds != 1 {
 		t.Fatalf("want the window in the journal, not folded: %+v", s)
 	}
-	// A crash: the journal holds the window, the file the fold.
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	b.cancel()
-	b.wg.Wait()
-	_ = b.jr.f.Close()
-	_ = b.db.Close()
+	crash(t, b) // the journal holds the window, the file the fold
 
 	leaves, ps := readingsLeaves(t, path)
 	victim := leaves[len(leaves)-2]
