@@ -69,6 +69,15 @@ type Options struct {
 	// fails fast with ErrLocked; 0 = DefaultLockTimeout.
 	LockTimeout time.Duration
 	Logger      *slog.Logger // nil = slog.Default()
+	// OpenRetry bounds how long Open retries I/O errors (EIO from the
+	// card, ...) before it gives up with the error; such a file is never
+	// set aside. 0 = DefaultOpenRetry; negative = no retries.
+	OpenRetry time.Duration
+	// Starting, if set, is called before each retry while Open waits out
+	// an I/O error: status says what failed, extend how much longer Open
+	// may take from now. gatewayd passes both on to systemd
+	// (STATUS=, EXTEND_TIMEOUT_USEC=) so a slow start is not killed.
+	Starting func(status string, extend time.Duration)
 
 	// onCommit, if set (by tests only), is called after each successful
 	// commit with the IDs it wrote and the acked IDs it deleted.
@@ -97,6 +106,17 @@ type Stats struct {
 	Compactions  uint64            `json:"compactions"`    // files rewritten to reclaim space
 	CorruptFiles uint64            `json:"corrupt_files"`  // corrupt files set aside at open
 	NextID       reading.ID        `json:"next_id,string"` // the ID the next Append assigns
+
+	// Salvaged and Unrecoverable: readings copied from set-aside (damaged)
+	// files into this one, and readings of theirs given up (undecodable,
+	// or under pages that could not be read); totals kept in the file
+	// (see salvage.go).
+	Salvaged      uint64 `json:"salvaged"`
+	Unrecoverable uint64 `json:"unrecoverable"`
+	AsideFiles    int    `json:"aside_files"`  // set-aside files kept beside the buffer
+	AsideBytes    int64  `json:"aside_bytes"`  // their size; counts against MaxSize
+	AsidePruned   uint64 `json:"aside_pruned"` // set-aside files deleted to stay within MaxSize (this process)
+	OpenRetries   uint64 `json:"open_retries"` // I/O errors retried while opening (this process)
 }
 
 type entry struct {
@@ -231,18 +251,23 @@ func Open(o Options) (*Buffer, error) {
 	}
 	b.st.Drops = map[string]uint64{}
 	now := time.Now()
-	op, err := openStore(o.Path, o.LockTimeout, log, now)
+	rt := newRetrier(o, log)
+	op, err := openStore(o, log, now, rt)
 	if err != nil {
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	if op.aside != "" {
 		b.st.CorruptFiles++
 	}
+	b.st.Salvaged, b.st.Unrecoverable = op.salvaged, op.lost
+	b.st.AsideFiles, b.st.AsideBytes, b.st.AsidePruned = op.asideFiles, op.asideBytes, uint64(op.asidePruned)
 	b.adopt(op)
 	if op.bad > 0 {
 		log.Warn("undecodable records moved to dead letters", "count", op.bad)
 	}
-	if err := b.recoverJournal(&op); err != nil {
+	// The steps below write (a journal fold, the ID reservation): an I/O
+	// error there is retried like one while opening.
+	if err := rt.do("journal", func() error { return b.recoverJournal(&op) }); err != nil {
 		closeQuietly(b.db)
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
@@ -251,7 +276,7 @@ func Open(o Options) (*Buffer, error) {
 	// restart at 1) and the floor above a file set aside as corrupt.
 	next := max(uint64(op.idCeil), uint64(op.maxID)+1, uint64(max(now.UnixMicro(), 1)), op.idFloor)
 	b.nextID = reading.ID(next)
-	if err := b.reserveIDs(); err != nil {
+	if err := rt.do("reserve ids", b.reserveIDs); err != nil {
 		closeQuietly(b.db)
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
@@ -260,6 +285,7 @@ func Open(o Options) (*Buffer, error) {
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	b.lastFold = now
+	b.st.OpenRetries = uint64(rt.retries)
 	log.Info("buffer open", "depth", b.committed, "dead_letters", b.dead, "bytes", b.fileSize(),
 		"commit_interval", o.CommitInterval, "journal", b.jr != nil,
 		"max_size", o.MaxSize, "max_age", o.MaxAge, "when_full", o.WhenFull)
@@ -295,7 +321,8 @@ func (b *Buffer) applyLimits() {
 		// 16 MiB, so the file stays close to what it holds; bbolt's own
 		// cap then guarantees the file never exceeds MaxSize.
 		// The journal takes its share of MaxSize first.
-		limit := b.o.MaxSize - journalSizeFor(b.o)
+		// So do set-aside files (at most a quarter, see pruneAside).
+		limit := b.o.MaxSize - journalSizeFor(b.o) - b.st.AsideBytes
 		step := max(limit/16/65536*65536, 65536)
 		b.db.AllocSize = int(min(step, 16<<20))
 		b.db.MaxSize = int(limit)

@@ -28,9 +28,12 @@
 //
 // The file is bounded by MaxSize (bbolt's own cap keeps the file under it;
 // the WhenFull policy drops before that) and MaxAge. Every drop is counted
-// in Stats.Drops by reason and logged, rate-limited. A corrupt or truncated
-// file is renamed aside with a timestamp and a fresh one started; a full
-// disk drops by policy and recovers when space returns.
+// in Stats.Drops by reason and logged, rate-limited. An I/O error at open
+// (EIO from the card, ...) is retried with backoff, never taken for damage.
+// A file proven corrupt or truncated is renamed aside with a timestamp, a
+// fresh one started, and the readings on its intact pages salvaged into it;
+// set-aside files count against MaxSize. A full disk drops by policy and
+// recovers when space returns.
 //
 // Inspect and Export read a file without writing it, for the CLI. Inspect
 // takes no lock and works while the daemon runs; Export needs the file to

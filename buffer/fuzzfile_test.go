@@ -44,5 +44,16 @@ func FuzzOpenFile(f *testing.F) {
 		if err == nil {
 			closeQuietly(op.db)
 		}
+		// Salvage walks whatever it is given without trusting it:
+		// it never panics, and never fails on damage (only on I/O).
+		fresh, err := openChecked(filepath.Join(t.TempDir(), "fresh.db"), time.Second, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeQuietly(fresh.db)
+		fresh.db.NoSync = true // fsyncs would make the fuzzer crawl
+		if _, err := salvage(fresh.db, path, path+journalSuffix); err != nil {
+			t.Fatalf("salvage of a damaged file failed: %v", err)
+		}
 	})
 }

@@ -49,6 +49,12 @@ func Inspect(path string) (Stats, error) {
 			if err != nil {
 				return Stats{}, fmt.Errorf("inspect buffer: %w", err)
 			}
+			if files, err := listAside(path); err == nil {
+				s.AsideFiles = len(files)
+				for _, f := range files {
+					s.AsideBytes += f.size
+				}
+			}
 			return s, nil
 		}
 		time.Sleep(time.Duration(attempt+1) * 2 * time.Millisecond)
@@ -90,6 +96,8 @@ func inspectOnce(f *os.File, journalPath string) (Stats, uint64, error) {
 			ceil = reading.ID(binary.BigEndian.Uint64(v))
 		case bucket == string(bucketMeta) && string(k) == string(keyJEpoch) && len(v) == 8:
 			folded = binary.BigEndian.Uint64(v)
+		case bucket == string(bucketMeta) && string(k) == string(keySalvage) && len(v) == 16:
+			s.Salvaged, s.Unrecoverable = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
 		case !ok:
 		case bucket == string(bucketReadings):
 			maxID = max(maxID, id)

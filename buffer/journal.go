@@ -525,6 +525,12 @@ func (b *Buffer) recoverJournal(op *opened) error {
 		}
 	}
 	j, recs, err := openJournal(path, journalSizeFor(b.o))
+	if err != nil && retryable(err) {
+		// A read the card failed: going on without the journal would
+		// skip the windows it holds (and apply them, stale, at a later
+		// start). Open retries.
+		return err
+	}
 	if err != nil {
 		b.log.Warn("no journal: committing every window to the buffer file", "err", err)
 		return nil

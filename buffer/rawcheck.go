@@ -3,8 +3,10 @@ package buffer
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 )
 
@@ -52,6 +54,8 @@ func rawCheck(f *os.File) error {
 	if err != nil {
 		return fmt.Errorf("raw check: %w", err)
 	}
+	// Errors wrapping ErrCorrupt prove the file damaged; any other error
+	// (a read the disk failed) proves nothing and is retried by Open.
 	w := &walker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
 	m, err := w.currentMeta()
 	if err != nil {
@@ -85,11 +89,17 @@ type walker struct {
 func (w *walker) currentMeta() (rawMeta, error) {
 	var best rawMeta
 	found := false
+	var ioErr error
 	// meta0 is at offset 0; meta1 one page later, and the page size is in
 	// the meta pages themselves, so try the sizes bbolt may have used.
 	buf := make([]byte, pageHeader+64)
 	tryAt := func(off int64) {
 		if _, err := w.f.ReadAt(buf, off); err != nil {
+			// Past the end: that meta page is missing (a truncated
+			// file). Any other failure is the disk's, not the file's.
+			if !isShortRead(err) && ioErr == nil {
+				ioErr = fmt.Errorf("read meta page at %d: %w", off, err)
+			}
 			return
 		}
 		m, ok := parseMeta(buf)
@@ -107,10 +117,31 @@ func (w *walker) currentMeta() (rawMeta, error) {
 			tryAt(ps)
 		}
 	}
+	// A meta page that could not be read may be the newest one: walking
+	// the older tree would check pages bbolt then does not use.
+	if ioErr != nil {
+		return best, ioErr
+	}
 	if !found {
 		return best, fmt.Errorf("%w: no valid meta page", ErrCorrupt)
 	}
 	return best, nil
+}
+
+// isShortRead reports whether a read failed only because the file ended
+// before the bytes asked for: the file's shape, not the disk.
+func isShortRead(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// readFailed classifies a failed page read: past the end of the file is
+// damage (ErrCorrupt); anything else (EIO from the card, ...) is an I/O error
+// that says nothing about the file and is returned as it is.
+func readFailed(id uint64, err error) error {
+	if isShortRead(err) {
+		return fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
+	}
+	return fmt.Errorf("read page %d: %w", id, err)
 }
 
 func parseMeta(b []byte) (rawMeta, bool) {
@@ -140,7 +171,7 @@ func (w *walker) page(id uint64) ([]byte, error) {
 	}
 	hdr := make([]byte, pageHeader)
 	if _, err := w.f.ReadAt(hdr, int64(id)*w.ps); err != nil {
-		return nil, fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
+		return nil, readFailed(id, err)
 	}
 	if le.Uint64(hdr) != id {
 		return nil, fmt.Errorf("%w: page %d claims id %d", ErrCorrupt, id, le.Uint64(hdr))
@@ -157,7 +188,7 @@ func (w *walker) page(id uint64) ([]byte, error) {
 	}
 	b := make([]byte, int64(span)*w.ps)
 	if _, err := w.f.ReadAt(b, int64(id)*w.ps); err != nil {
-		return nil, fmt.Errorf("%w: page %d: %v", ErrCorrupt, id, err)
+		return nil, readFailed(id, err)
 	}
 	return b, nil
 }

@@ -7,12 +7,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"gatewayd/internal/reading"
 )
@@ -42,17 +44,42 @@ type opened struct {
 	// unknown, so new ones start above anything it could have held.
 	idFloor uint64
 	aside   string
+	// salvageFrom names a set-aside file whose salvage has not finished
+	// (meta keySalvageFrom): Open resumes it.
+	salvageFrom string
+	// salvaged and lost are the file's running totals of readings
+	// salvaged from set-aside files and given up as unrecoverable (meta
+	// keySalvage), shown by Stats and Inspect.
+	salvaged, lost uint64
+	// asideFiles and asideBytes are the set-aside files kept after
+	// pruning; asidePruned how many this open deleted.
+	asideFiles  int
+	asideBytes  int64
+	asidePruned int
 }
 
-// openStore opens or creates the buffer file. A file that fails to open for a
-// reason other than the lock, permissions or a full disk, or that fails the
-// consistency check, is renamed aside and a fresh one is created: a gateway
-// that refuses to start over a damaged buffer loses every reading from then on.
-func openStore(path string, timeout time.Duration, log *slog.Logger, now time.Time) (opened, error) {
+// openStore opens or creates the buffer file. An I/O error (the card
+// returned EIO, memory ran short, ...) says nothing about the file: the open
+// is retried with backoff (rt bounds it) and the file is never set aside for
+// it. Only a file proven damaged (ErrCorrupt: a checksum, the page structure,
+// bbolt's own check) is renamed aside, a fresh one created, and the readings
+// whose records still check out are salvaged from it into the fresh file
+// (salvage.go): a gateway that refuses to start over a damaged buffer loses
+// every reading from then on, and one that forgets the damaged file loses
+// what it held. Set-aside files count against MaxSize; the oldest are pruned.
+func openStore(o Options, log *slog.Logger, now time.Time, rt *retrier) (opened, error) {
+	path := o.Path
 	fi, statErr := os.Stat(path)
 	existed := statErr == nil
-	op, err := openChecked(path, timeout, false)
-	if err == nil || !existed || !isCorruption(err) {
+	var op opened
+	err := rt.do("open", func() (err error) {
+		op, err = openChecked(path, o.LockTimeout, false)
+		return err
+	})
+	if err == nil || !existed || !errors.Is(err, ErrCorrupt) {
+		if err == nil {
+			err = finishOpen(&op, o, log, rt)
+		}
 		return op, err
 	}
 	aside := fmt.Sprintf("%s.corrupt-%s", path, now.UTC().Format("20060102T150405.000000Z"))
@@ -60,33 +87,151 @@ func openStore(path string, timeout time.Duration, log *slog.Logger, now time.Ti
 		return opened{}, fmt.Errorf("set aside corrupt buffer %s: %w (corruption: %v)", path, rerr, err)
 	}
 	syncDir(path)
-	log.Error("BUFFER FILE CORRUPT: moved aside, starting a fresh buffer; readings in the old file will not be sent",
+	log.Error("BUFFER FILE CORRUPT: moved aside, starting a fresh buffer and salvaging the readings whose records check out",
 		"err", err, "moved_to", aside)
-	// The IDs in the lost file are unknown. They were at most its last
-	// write time in microseconds plus one reservation (see idBlock), if the
-	// clock then was sane; start above both that and now.
+	// The IDs in the damaged file are not all known. They were at most its
+	// last write time in microseconds plus one reservation (see idBlock),
+	// if the clock then was sane; start above both that and now (salvage
+	// raises the floor further with what it reads).
 	floor := uint64(max(now.UnixMicro(), fi.ModTime().UnixMicro(), 0)) + 2*idBlock
-	op, err = openChecked(path, timeout, false)
+	err = rt.do("open fresh", func() (err error) {
+		op, err = openChecked(path, o.LockTimeout, false)
+		return err
+	})
 	op.idFloor = floor
 	op.aside = aside
-	return op, err
+	if err != nil {
+		return op, err
+	}
+	op.salvageFrom = filepath.Base(aside)
+	return op, finishOpen(&op, o, log, rt)
 }
 
-// isCorruption reports whether err from opening an existing file means the
-// file itself is bad (rather than the lock, permissions or the disk).
-func isCorruption(err error) bool {
+// finishOpen salvages a set-aside file whose salvage has not finished (just
+// set aside, or interrupted by a crash or an I/O error at an earlier start),
+// then prunes set-aside files beyond their share of MaxSize.
+func finishOpen(op *opened, o Options, log *slog.Logger, rt *retrier) error {
+	if op.salvageFrom != "" {
+		from := filepath.Join(filepath.Dir(o.Path), op.salvageFrom)
+		var res salvageResult
+		err := rt.do("salvage", func() (err error) {
+			res, err = salvage(op.db, from, o.Path+journalSuffix)
+			return err
+		})
+		if err != nil {
+			// The marker stays: the next start resumes the salvage.
+			closeQuietly(op.db)
+			op.db = nil
+			return fmt.Errorf("salvage %s: %w", from, err)
+		}
+		res.log(log, from)
+		op.salvageFrom = ""
+		op.salvaged, op.lost = res.totalSalvaged, res.totalLost
+		op.maxID = max(op.maxID, res.maxID)
+		op.idFloor = max(op.idFloor, uint64(res.idCeil), uint64(res.maxID)+1)
+		// A resumed salvage wrote some records twice: count the file.
+		if err := op.db.View(func(tx *bolt.Tx) error {
+			op.committed, op.dead = countKeys(tx.Bucket(bucketReadings)), countKeys(tx.Bucket(bucketDead))
+			return nil
+		}); err != nil {
+			closeQuietly(op.db)
+			op.db = nil
+			return fmt.Errorf("count salvaged records: %w", err)
+		}
+	}
+	files, pruned := pruneAside(o.Path, o.MaxSize, log)
+	op.asidePruned = pruned
+	op.asideFiles = len(files)
+	for _, f := range files {
+		op.asideBytes += f.size
+	}
+	return nil
+}
+
+// retryable reports whether err from opening the buffer may pass: anything
+// but proven damage (ErrCorrupt) and the errors that a retry cannot change
+// (the lock, permissions, a missing directory, a read-only or full disk).
+// EIO, EAGAIN, ENOMEM, EINTR, timeouts and errors we have no name for are
+// retried: a transient fault of the card must not cost the file.
+func retryable(err error) bool {
 	switch {
-	case errors.Is(err, ErrLocked),
+	case err == nil,
+		errors.Is(err, ErrCorrupt),
+		errors.Is(err, ErrLocked),
+		errors.Is(err, ErrBadOptions),
 		errors.Is(err, fs.ErrPermission),
 		errors.Is(err, fs.ErrNotExist),
 		isFull(err),
 		errors.Is(err, syscall.EROFS),
 		errors.Is(err, syscall.ENOTDIR),
-		errors.Is(err, syscall.EMFILE),
-		errors.Is(err, syscall.ENOMEM):
+		errors.Is(err, syscall.EISDIR):
 		return false
 	}
 	return true
+}
+
+// Open's retry bounds. Each attempt reads the whole file (seconds on a Pi
+// Zero with a large backlog), so systemd is told to wait that much longer
+// each time (Options.Starting).
+const (
+	DefaultOpenRetry = time.Minute // Options.OpenRetry's default
+	openAttempts     = 10          // per step (open, salvage, journal, ...)
+	openBackoffMin   = 250 * time.Millisecond
+	openBackoffMax   = 8 * time.Second
+	openAttemptTime  = 30 * time.Second // what one more attempt may take, for systemd
+)
+
+// retrier bounds Open's retries of I/O errors in count (per step) and in
+// time (all steps together), logs them rate-limited and keeps the service
+// manager informed.
+type retrier struct {
+	log      *slog.Logger
+	starting func(status string, extend time.Duration)
+	budget   time.Duration
+	start    time.Time
+	retries  int // failed attempts that were retried
+	lastLog  time.Time
+	sleep    func(time.Duration)
+}
+
+func newRetrier(o Options, log *slog.Logger) *retrier {
+	budget := o.OpenRetry
+	if budget == 0 {
+		budget = DefaultOpenRetry
+	}
+	return &retrier{log: log, starting: o.Starting, budget: max(budget, 0), start: time.Now(), sleep: time.Sleep}
+}
+
+// do runs step until it succeeds, fails for a reason a retry cannot change,
+// or the bounds are spent; it returns step's last error.
+func (r *retrier) do(what string, step func() error) error {
+	backoff := openBackoffMin
+	for n := 1; ; n++ {
+		err := step()
+		if !retryable(err) {
+			if err == nil && n > 1 {
+				r.log.Info("buffer: I/O error cleared; open goes on", "step", what, "attempts", n)
+			}
+			return err
+		}
+		elapsed := time.Since(r.start)
+		if n >= openAttempts || elapsed+backoff > r.budget {
+			r.log.Error("buffer: I/O errors persisted; giving up (the file was not set aside: an I/O error is not damage)",
+				"step", what, "attempts", n, "elapsed", elapsed.Round(time.Millisecond), "err", err)
+			return fmt.Errorf("%s: still failing after %d attempts in %v: %w", what, n, elapsed.Round(time.Millisecond), err)
+		}
+		r.retries++
+		if n == 1 || time.Since(r.lastLog) >= 10*time.Second {
+			r.lastLog = time.Now()
+			r.log.Warn("buffer: I/O error while opening; retrying (not treated as damage)",
+				"step", what, "attempt", n, "retry_in", backoff, "err", err)
+		}
+		if r.starting != nil {
+			r.starting(fmt.Sprintf("buffer: %s: I/O error, retry %d in %v: %v", what, n, backoff, err), backoff+openAttemptTime)
+		}
+		r.sleep(backoff)
+		backoff = min(backoff*2, openBackoffMax)
+	}
 }
 
 // isFull reports whether err means there is no room to write: the disk is
@@ -136,7 +281,7 @@ func openChecked(path string, timeout time.Duration, readOnly bool) (op opened, 
 	opts := boltOptions(f, timeout, readOnly)
 	op.db, err = bolt.Open(path, 0o600, opts)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return op, fmt.Errorf("open %s: %w (gave up after %v)", path, ErrLocked, timeout)
 		}
 		return op, fmt.Errorf("open %s: %w", path, err)
@@ -193,6 +338,12 @@ func checkAndScan(tx *bolt.Tx, op *opened) error {
 	}
 	if v := mb.Get(keyIDCeil); len(v) == 8 {
 		op.idCeil = reading.ID(binary.BigEndian.Uint64(v))
+	}
+	if v := mb.Get(keySalvage); len(v) == 16 {
+		op.salvaged, op.lost = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	}
+	if v := mb.Get(keySalvageFrom); len(v) > 0 {
+		op.salvageFrom = string(v)
 	}
 	err = rb.ForEach(func(k, v []byte) error {
 		id, ok := keyID(k)

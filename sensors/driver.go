@@ -136,7 +136,9 @@ func hPa(p physic.Pressure) float64               { return float64(p) / float64(
 func emulValues(c emul.Chip, sp Spec) (emul.Chip, error) {
 	keys := make([]string, 0, len(sp.Emulate))
 	for k := range sp.Emulate {
-		keys = append(keys, k)
+		if _, fault := emulateFaults[k]; !fault {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {

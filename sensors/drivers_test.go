@@ -117,3 +117,30 @@ func TestDriversAgainstEmulators(t *testing.T) {
 		})
 	}
 }
+
+// Every driver has a conversion time, so no platform-set interval can
+// outrun a chip; the SCD4x's depends on its mode.
+func TestConversionTimes(t *testing.T) {
+	for name := range drivers {
+		if conversion[name] == nil {
+			t.Errorf("driver %s has no conversion time", name)
+		}
+	}
+	s, err := New([]Spec{
+		{Name: "co2", Driver: "scd4x", Bus: "emulated", Emulate: map[string]float64{}},
+		{Name: "slow", Driver: "scd4x", Bus: "emulated:2", Options: map[string]string{"mode": "low-power"}, Emulate: map[string]float64{}},
+		{Name: "air", Driver: "bme280", Bus: "emulated", Emulate: map[string]float64{}},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for name, want := range map[string]time.Duration{"co2": 5 * time.Second, "slow": 30 * time.Second, "air": 113 * time.Millisecond} {
+		if got, ok := s.MinInterval(name); !ok || got != want {
+			t.Errorf("MinInterval(%s) = %v, %v; want %v", name, got, ok, want)
+		}
+	}
+	if _, ok := s.MinInterval("nope"); ok {
+		t.Error("MinInterval of an unknown sensor")
+	}
+}

@@ -2,6 +2,8 @@ package sensors
 
 import (
 	"fmt"
+	"sort"
+	"time"
 
 	"gatewayd/sensors/emul"
 )
@@ -42,6 +44,18 @@ func EmulatedBus(specs []Spec) (*emul.Bus, error) {
 		}
 		if err := b.Add(sp.Address, c); err != nil {
 			return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
+		}
+		var steps []emul.Step
+		for k, f := range emulateFaults {
+			if after, ok := sp.Emulate[k]; ok {
+				steps = append(steps, emul.Step{At: time.Duration(after * float64(time.Second)), Fault: f})
+			}
+		}
+		if len(steps) > 0 {
+			sort.Slice(steps, func(i, j int) bool { return steps[i].At < steps[j].At })
+			if err := b.Script(sp.Address, steps); err != nil {
+				return nil, fmt.Errorf("emulate %s: %w", sp.Name, err)
+			}
 		}
 	}
 	return b, nil

@@ -69,7 +69,7 @@ func mustSet(tb testing.TB, specs []Spec, mod func(*Options)) (*Set, *emul.Bus) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { s.Close() })
+	tb.Cleanup(func() { s.Close(context.Background()) })
 	return s, b
 }
 

@@ -237,7 +237,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if err := s.Close(); err != nil {
+	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Tx(0x48, nil, make([]byte, 1)); !errors.Is(err, emul.ErrClosed) {
@@ -281,5 +281,61 @@ func TestMuxReset(t *testing.T) {
 				t.Fatalf("%s read %v, want %v: channels mixed up", name, r.Value, want)
 			}
 		}
+	}
+}
+
+// Close waits for the loops only until its context ends: a loop wedged in
+// its driver is abandoned and named, the healthy ones stop cleanly, and the
+// bus is closed, which ends the emulated hang (no goroutine outlives it).
+func TestCloseAbandonsAWedgedLoop(t *testing.T) {
+	specs := []Spec{
+		{Name: "ok", Driver: "tmp102", Bus: "emulated", Address: 0x48, Interval: 5 * time.Millisecond},
+		{Name: "stuck", Driver: "tmp102", Bus: "emulated", Address: 0x49, Interval: 5 * time.Millisecond},
+	}
+	b, err := EmulatedBus(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(specs, fastOpts(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &sink{}
+	if err := s.Open(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(k); err == nil {
+		t.Error("a second Open succeeded")
+	}
+	eventually(t, "samples from both", func() bool { return len(k.of("ok")) > 2 && len(k.of("stuck")) > 2 })
+	b.Inject(0x49, emul.Hang)
+	time.Sleep(100 * time.Millisecond) // the stuck loop is inside Tx now
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Close(ctx)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Close took %v with a 300ms context", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "stuck") || strings.Contains(err.Error(), "[ok") {
+		t.Errorf("Close = %v, want the wedged sensor (only) named", err)
+	}
+	// The bus is closed, so the emulated hang ends and the loop returns.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("the abandoned loop did not end after the bus closed")
+	}
+	// Without a wedge, Close stops everything well within its context.
+	s2, _ := mustSet(t, specs[:1], nil)
+	if err := s2.Open(&sink{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := s2.Close(ctx2); err != nil {
+		t.Errorf("healthy Close = %v", err)
 	}
 }

@@ -59,7 +59,7 @@ func TestOptionsReachTheChip(t *testing.T) {
 		t.Error("hdc302x not in auto mode")
 	}
 	// Close halts what can be halted: the HDC302x leaves auto mode.
-	s.Close()
+	s.Close(context.Background())
 	if b.Chip(0x46).(*emul.HDC302x).Auto() {
 		t.Error("hdc302x still measuring after Close")
 	}

@@ -90,7 +90,7 @@ func TestScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	for _, r := range s.ReadOnce(context.Background()) {
 		if r.Err != nil {
 			t.Errorf("%s: %v", r.Sensor, r.Err)

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
@@ -33,6 +35,9 @@ type Set struct {
 	w1      map[string]fs.FS
 	running bool
 	closed  bool
+	stop    context.CancelFunc // ends the loops Open started
+	wg      sync.WaitGroup     // the loops Open started
+	loops   map[*sensor]bool   // loops still running, for naming the wedged
 }
 
 // Result is one sensor's outcome in ReadOnce.
@@ -153,42 +158,84 @@ func (s *Set) Names() []string {
 	return out
 }
 
-// Run samples every sensor on its own interval and appends the readings to
-// sink until ctx is done. Failures never end it; it returns nil once ctx is
-// done and every loop has stopped, or an error if the Set is already running
-// or closed.
-func (s *Set) Run(ctx context.Context, sink reading.Sink) error {
+// Open starts sampling every sensor on its own interval, appending the
+// samples to sink, until Close. Failures never end a loop. It fails if the
+// Set is already open or closed.
+func (s *Set) Open(sink reading.Sink) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.running || s.closed {
-		s.mu.Unlock()
 		return errors.New("sensors: set already running or closed")
 	}
 	s.running = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.running = false
-		s.mu.Unlock()
-	}()
-
-	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.loops = map[*sensor]bool{}
 	for _, se := range s.sensors {
-		wg.Add(1)
+		s.loops[se] = true
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			se.loop(ctx, sink)
+			s.mu.Lock()
+			delete(s.loops, se)
+			s.mu.Unlock()
 		}()
 	}
 	if s.opts.Beat != nil {
-		wg.Add(1)
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			s.beat(ctx)
 		}()
 	}
 	s.log.Info("sampling", "sensors", len(s.sensors))
-	wg.Wait()
 	return nil
+}
+
+// Run is Open, then Close once ctx is done (waiting for every loop).
+func (s *Set) Run(ctx context.Context, sink reading.Sink) error {
+	if err := s.Open(sink); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.stopLoops(context.Background())
+	s.mu.Lock()
+	s.running = false
+	s.mu.Unlock()
+	return nil
+}
+
+// stopLoops ends the loops Open started and waits for them until ctx is
+// done. A loop still inside its driver then is abandoned: it is named in
+// the log and the error, and its chip is left alone (closing it would wait
+// on the very access that hangs).
+func (s *Set) stopLoops(ctx context.Context) error {
+	s.mu.Lock()
+	stop := s.stop
+	s.stop = nil
+	s.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	var wedged []string
+	for se := range s.loops {
+		se.abandoned.Store(true)
+		wedged = append(wedged, se.spec.Name)
+	}
+	s.mu.Unlock()
+	slices.Sort(wedged)
+	s.log.Error("sensor loops did not stop in time; abandoning them (their chips stay open)", "sensors", wedged)
+	return fmt.Errorf("sensors %v did not stop in time (wedged in their drivers): abandoned", wedged)
 }
 
 // beat calls Options.Beat every BeatEvery while no loop is hung in a driver.
@@ -262,6 +309,24 @@ func (s *Set) SetInterval(name string, d time.Duration) error {
 	return nil
 }
 
+// MinInterval is the shortest sampling interval that gives a sensor fresh
+// data: its chip's conversion time at the configured options.
+func (s *Set) MinInterval(name string) (time.Duration, bool) {
+	se, ok := s.byName[name]
+	if !ok {
+		return 0, false
+	}
+	conv := conversion[se.drv.name]
+	if conv == nil {
+		return 0, true
+	}
+	opts := map[string]string{}
+	for k := range se.drv.options {
+		opts[k] = se.drv.opt(se.spec.Options, k)
+	}
+	return conv(opts), true
+}
+
 // Interval reports a sensor's sampling interval.
 func (s *Set) Interval(name string) (time.Duration, bool) {
 	se, ok := s.byName[name]
@@ -284,10 +349,18 @@ func (s *Set) Stats() []SensorStats {
 	return out
 }
 
-// Close releases the chips and closes the buses the Set opened. Call it
-// after Run has returned.
-func (s *Set) Close() error {
+// Close stops the loops Open started, waiting for them until ctx is done,
+// then releases the chips and closes the buses the Set opened. A loop wedged
+// inside its driver when ctx ends is abandoned and named in the error; its
+// chip is not touched, but its bus is closed (the kernel lets a blocked
+// transfer finish on a closed file). Close never blocks past ctx on a
+// wedged chip.
+func (s *Set) Close(ctx context.Context) error {
+	errs := []error{s.stopLoops(ctx)}
 	for _, se := range s.sensors {
+		if se.abandoned.Load() {
+			continue
+		}
 		se.mu.Lock()
 		if se.dev != nil {
 			_ = se.dev.close()
@@ -297,8 +370,7 @@ func (s *Set) Close() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
-	var errs []error
+	s.closed, s.running = true, false
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		if err := s.closers[i].Close(); err != nil {
 			errs = append(errs, err)
@@ -377,6 +449,8 @@ type sensor struct {
 	dev    device
 	opened bool // the chip was opened at least once
 	vals   []float64
+
+	abandoned atomic.Bool // Close gave up waiting for this loop
 
 	smu        sync.Mutex // guards the fields below
 	interval   time.Duration

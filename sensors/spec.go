@@ -12,6 +12,7 @@ import (
 	"periph.io/x/conn/v3/i2c"
 
 	"gatewayd/internal/reading"
+	"gatewayd/sensors/emul"
 )
 
 // Spec is one configured sensor.
@@ -31,6 +32,7 @@ type Spec struct {
 	Options map[string]string
 	// Emulate holds, for emulated buses, the values the emulated chip
 	// reports (measurement -> value); missing ones get a plausible default.
+	// The key EmulateHangAfter wedges the chip's bus after that many seconds.
 	Emulate map[string]float64
 	// Device is the ds18b20's 1-Wire id "28-xxxxxxxxxxxx"; empty = the only
 	// one present.
@@ -42,6 +44,18 @@ type Mux struct {
 	Address uint16 // 0x70..0x77; 0 = 0x70
 	Channel int    // 0..7
 }
+
+// Emulate keys that script a fault into an emulated chip, that many
+// seconds after the bus is built, to try the watchdog, the stop bound and
+// `gatewayd status` without hardware.
+const (
+	// EmulateHangAfter: transfers hang for good (a wedged I²C read).
+	EmulateHangAfter = "hang_after"
+	// EmulateFailAfter: the chip stops acknowledging (unplugged, dead).
+	EmulateFailAfter = "fail_after"
+)
+
+var emulateFaults = map[string]emul.Fault{EmulateHangAfter: emul.Hang, EmulateFailAfter: emul.NACK}
 
 // DefaultInterval is the sampling interval of a Spec whose Interval is 0.
 const DefaultInterval = 10 * time.Second
@@ -209,6 +223,12 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 		}
 	}
 	for k := range sp.Emulate {
+		if _, fault := emulateFaults[k]; fault {
+			if v := sp.Emulate[k]; !(v >= 0 && v <= 86400) {
+				return sp, nil, bad("emulate."+k, "must be seconds between 0 and 86400, not %v", v)
+			}
+			continue
+		}
 		if d.index(k) < 0 {
 			return sp, nil, bad("emulate."+k, "the %s does not measure %q (it measures %s)", sp.Driver, k, d.measList())
 		}

@@ -83,7 +83,7 @@ func TestDefaultBusOpening(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer s.Close(context.Background())
 	res := s.ReadOnce(context.Background())
 	if res[0].Err != nil || res[1].Err != nil {
 		t.Fatalf("emulated sensors failed: %v / %v", res[0].Err, res[1].Err)

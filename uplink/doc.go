@@ -22,6 +22,14 @@
 // halves the sending rate, which then creeps back up on success. On a plain broker the PUBACK of a QoS 1
 // publish is the acknowledgement.
 //
+// # Hostile input
+//
+// The dialed connection is wrapped by a guard that reads every inbound MQTT
+// fixed header and drops the connection at the first packet announcing more
+// than MaxInboundPacket, before paho allocates it. Downlink decoders refuse
+// what they do not understand; NTP answers count only for the last request
+// sent; the control topic never takes wildcards from the device name.
+//
 // # Caveats
 //
 // A message whose reply was lost may be sent twice (the platform saw it, we

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
@@ -287,4 +290,116 @@ func mustJSON(v any) []byte {
 		return []byte(fmt.Sprintf(`{"code":500,"message":%q}`, err.Error()))
 	}
 	return b
+}
+
+// ntpClock matches NTP-over-MQTT answers to the request that asked: only an
+// answer whose deviceSendTime is that of the last request sent counts, and
+// only once. The time it claims must be plausible (see ntpBounds).
+type ntpClock struct {
+	mu       sync.Mutex
+	lastSent int64 // ms of the last request; 0 = none outstanding
+}
+
+// NTP plausibility bounds. A claimed platform time before ntpFloor (older
+// than this code: 2026-01-01, or the build's commit time when the binary
+// records one) or after ntpCeiling is refused, and so is an answer whose
+// round trip exceeds ntpMaxRTT: such an offset is worth nothing.
+var (
+	ntpFloor   = buildFloor(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	ntpCeiling = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// buildFloor returns the later of floor and the commit time stamped into
+// the binary (go build in a git checkout records vcs.time).
+func buildFloor(floor time.Time) time.Time {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return floor
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.time" {
+			if t, err := time.Parse(time.RFC3339, s.Value); err == nil && t.After(floor) {
+				return t.UTC()
+			}
+		}
+	}
+	return floor
+}
+
+const ntpMaxRTT = 30 * time.Second
+
+// request returns the payload of a new request sent at now; from then on
+// only its answer counts.
+func (n *ntpClock) request(now time.Time) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ms := now.UnixMilli()
+	if ms <= n.lastSent { // two requests in one millisecond: keep them apart
+		ms = n.lastSent + 1
+	}
+	n.lastSent = ms
+	return fmt.Sprintf(`{"deviceSendTime":"%d"}`, ms)
+}
+
+// answer checks r against the outstanding request and the bounds, and
+// returns the platform's time at now and the round trip.
+func (n *ntpClock) answer(r NTPResponse, now time.Time) (time.Time, time.Duration, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.lastSent == 0:
+		return time.Time{}, 0, fmt.Errorf("ntp answer for deviceSendTime %d: no request outstanding (stale, repeated or unsolicited)", r.DeviceSend)
+	case r.DeviceSend != n.lastSent:
+		return time.Time{}, 0, fmt.Errorf("ntp answer for deviceSendTime %d: not the last request sent (%d)", r.DeviceSend, n.lastSent)
+	}
+	recv := now.UnixMilli()
+	if recv < r.DeviceSend {
+		return time.Time{}, 0, fmt.Errorf("ntp answer arrived (%d) before its request was sent (%d): our clock jumped back", recv, r.DeviceSend)
+	}
+	server, rtt := r.Server(recv)
+	switch {
+	case time.Duration(recv-r.DeviceSend)*time.Millisecond > ntpMaxRTT:
+		return time.Time{}, 0, fmt.Errorf("ntp answer after %v: round trip over %v, the time is worth nothing", time.Duration(recv-r.DeviceSend)*time.Millisecond, ntpMaxRTT)
+	case r.ServerSend-r.ServerRecv > ntpMaxRTT.Milliseconds():
+		return time.Time{}, 0, fmt.Errorf("ntp answer: the server claims it held the request %d ms", r.ServerSend-r.ServerRecv)
+	case server.Before(ntpFloor) || server.After(ntpCeiling):
+		return time.Time{}, 0, fmt.Errorf("ntp answer claims %s: outside %s..%s, refused",
+			server.UTC().Format(time.RFC3339), ntpFloor.Format("2006-01-02"), ntpCeiling.Format("2006-01-02"))
+	}
+	n.lastSent = 0 // answered: a second copy is stale
+	return server, rtt, nil
+}
+
+// topicLevel makes s safe as one MQTT topic level: '/', '+' and '#' become
+// '_' (as in the publish topic template), so a device name can neither add
+// levels nor turn a subscription into a wildcard.
+func topicLevel(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '/', '+', '#':
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// checkTopicNames refuses names that cannot go into a topic at all: NUL
+// (forbidden in MQTT strings) and invalid UTF-8. On the platform, '/', '+'
+// and '#' are refused too: its device names never contain them, and the
+// /sys/{pk}/{dn}/... topics cannot be escaped.
+func checkTopicNames(o *Options) []error {
+	var errs []error
+	for _, f := range []struct{ key, v string }{{"device name", o.DeviceName}, {"product key", o.ProductKey}, {"control topic", o.ControlTopic}} {
+		switch {
+		case !utf8.ValidString(f.v):
+			errs = append(errs, fmt.Errorf("%s %q: not valid UTF-8", f.key, f.v))
+		case strings.ContainsRune(f.v, 0):
+			errs = append(errs, fmt.Errorf("%s %q: contains NUL", f.key, f.v))
+		case f.key != "control topic" && o.Platform != PlatformMQTT && strings.ContainsAny(f.v, "/+#"):
+			errs = append(errs, fmt.Errorf("%s %q: '/', '+' and '#' cannot appear in the platform's topics", f.key, f.v))
+		case f.key == "control topic" && strings.ContainsAny(f.v, "+#"):
+			errs = append(errs, fmt.Errorf("control topic %q: no wildcards: it would subscribe to other devices' commands", f.v))
+		}
+	}
+	return errs
 }

@@ -29,7 +29,8 @@ const (
 	DefaultReplyTimeout         = 15 * time.Second
 	DefaultConnectTimeout       = 15 * time.Second
 	DefaultBackoffMin           = time.Second
-	DefaultBackoffMax           = 2 * time.Minute
+	DefaultBackoffMax           = 20 * time.Second
+	DefaultAuthBackoff          = 2 * time.Minute
 	DefaultLiveWindow           = time.Minute
 	DefaultHistoryAge           = 23 * time.Hour
 	DefaultMaxReadingsPerMsg    = 200
@@ -69,8 +70,8 @@ type Options struct {
 	// TLS selects securemode 2 (TLS) when true and 3 (plain TCP) when false.
 	// Plain TCP is closed to devices created since 2022-08.
 	TLS bool
-	// CAFile adds PEM trust anchors to the embedded platform root (GlobalSign
-	// Root CA R1); with CAReplace they replace it. On platform "mqtt" the
+	// CAFile adds PEM trust anchors to the built-in platform roots
+	// (BuiltinRoots); with CAReplace they replace them. On platform "mqtt" the
 	// base pool is the system's instead of the embedded root.
 	CAFile    string
 	CAReplace bool
@@ -117,7 +118,8 @@ type Options struct {
 	ReplyTimeout      time.Duration // 0 = 15s; then the readings are released
 	ConnectTimeout    time.Duration // 0 = 15s
 	BackoffMin        time.Duration // reconnect/retry backoff floor; 0 = 1s
-	BackoffMax        time.Duration // reconnect/retry backoff cap; 0 = 2m
+	BackoffMax        time.Duration // reconnect/retry backoff cap; 0 = 20s (back within seconds of the platform's return)
+	AuthBackoff       time.Duration // after a refused login (CONNACK 4/5) wait between half this and this; 0 = 2m
 	LiveWindow        time.Duration // readings younger than this are "live"; 0 = 1m
 	HistoryAge        time.Duration // readings older than this go by history post; 0 = 23h (the platform refuses > 24h in a post)
 	MaxReadingsPerMsg int           // 0 = 200 (the platform's property limit, error 6106)
@@ -163,6 +165,7 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&c.ConnectTimeout, DefaultConnectTimeout)
 	def(&c.BackoffMin, DefaultBackoffMin)
 	def(&c.BackoffMax, DefaultBackoffMax)
+	def(&c.AuthBackoff, DefaultAuthBackoff)
 	def(&c.LiveWindow, DefaultLiveWindow)
 	def(&c.HistoryAge, DefaultHistoryAge)
 	def(&c.NTPInterval, DefaultNTPInterval)
@@ -264,10 +267,11 @@ func (o *Options) withDefaults() (Options, error) {
 		if c.ControlTopic == "" {
 			c.ControlTopic = "gatewayd/{device}/control"
 		}
-		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", c.DeviceName)
+		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", topicLevel(c.DeviceName))
 	default:
 		bad("platform %q: want %q or %q", c.Platform, PlatformAliyun, PlatformMQTT)
 	}
+	errs = append(errs, checkTopicNames(&c)...)
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("uplink options: %w", err)
 	}

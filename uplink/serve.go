@@ -609,7 +609,7 @@ func (c *Client) maybeNTP(cl mqtt.Client, st *sendState, now time.Time) {
 	} else {
 		st.ntpDue = now.Add(min(30*time.Second, c.o.NTPInterval))
 	}
-	p := fmt.Sprintf(`{"deviceSendTime":"%d"}`, now.UnixMilli())
+	p := c.ntp.request(now)
 	cl.Publish("/ext/ntp/"+c.o.ProductKey+"/"+c.o.DeviceName+"/request", 0, false, p)
 }
 
@@ -630,7 +630,11 @@ func (c *Client) handleInbound(cl mqtt.Client, st *sendState, m inboundMsg) {
 			c.refuse(m.topic, err)
 			return
 		}
-		server, rtt := r.Server(now.UnixMilli())
+		server, rtt, err := c.ntp.answer(r, now)
+		if err != nil {
+			c.refuse(m.topic, err)
+			return
+		}
 		st.ntpSynced = true
 		st.ntpDue = now.Add(c.o.NTPInterval)
 		c.stats.update(func(s *Stats) { s.ServerTimeOffset = server.Sub(now) })

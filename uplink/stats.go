@@ -21,8 +21,10 @@ type Stats struct {
 	Inflight        int    // messages awaiting their reply or PUBACK
 	Downlink        uint64 // downlink requests handled
 	DownlinkRefused uint64 // downlink requests refused (unknown, malformed, failed)
+	Oversize        uint64 // inbound packets over MaxInboundPacket (each dropped the connection unread)
 	LastAck         time.Time
 	LastConnect     time.Time
+	LastDisconnect  time.Time // when the last connection ended (zero: never connected, or still is)
 	LastErr         string
 	// ServerTimeOffset is the platform clock minus ours from the last NTP
 	// exchange (zero before one completed).

@@ -83,7 +83,7 @@ func TestWrongSecretRefused(t *testing.T) {
 	src.Add(liveReadings(3, time.Now())...)
 	o := simOptions(s, log)
 	o.DeviceSecret = "not-the-secret"
-	o.BackoffMin, o.BackoffMax = time.Second, 2*time.Minute // the defaults
+	o.BackoffMin, o.BackoffMax, o.AuthBackoff = time.Second, 20*time.Second, 2*time.Minute // the defaults
 	var beats atomic.Int64
 	o.Beat = func() { beats.Add(1) }
 	c := newClient(t, o, src)

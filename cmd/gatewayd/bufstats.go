@@ -27,6 +27,10 @@ func writeBufferStats(w io.Writer, path string, st buffer.Stats, asJSON bool) er
 		fmt.Fprintf(tw, "oldest unsent\t-\n")
 	}
 	fmt.Fprintf(tw, "dead letters\t%d\n", st.DeadLetters)
+	if st.AsideFiles > 0 || st.Salvaged > 0 || st.Unrecoverable > 0 {
+		fmt.Fprintf(tw, "set-aside damaged files\t%d (%d bytes, counted in max_size)\n", st.AsideFiles, st.AsideBytes)
+		fmt.Fprintf(tw, "salvaged from them\t%d readings (%d unrecoverable)\n", st.Salvaged, st.Unrecoverable)
+	}
 	reasons := make([]string, 0, len(st.Drops))
 	for r := range st.Drops {
 		reasons = append(reasons, r)

@@ -258,7 +258,71 @@ func TestSignCommand(t *testing.T) {
 	// Without --show-password the password is masked.
 	out.Reset()
 	Run(context.Background(), []string{"sign", "--config", e.config(t, e2eSecret)}, &out, &errb)
-	if strings.Contains(out.String(), fields["password"]) {
-		t.Errorf("password printed without --show-password:\n%s", out.String())
+	pw := fields["password"]
+	for i := 0; i+3 <= len(pw); i++ {
+		if strings.Contains(out.String(), pw[i:i+3]) {
+			t.Errorf("part of the password (%q) printed without --show-password:\n%s", pw[i:i+3], out.String())
+			break
+		}
+	}
+	if !strings.Contains(out.String(), "--show-password") {
+		t.Errorf("the masked output does not say how to see the password:\n%s", out.String())
+	}
+}
+
+// check warns a year before a built-in root expires; version names them.
+func TestCheckWarnsBeforeRootExpiry(t *testing.T) {
+	e := newE2E(t)
+	src, _ := os.ReadFile(e.config(t, "x"))
+	path := filepath.Join(e.dir, "builtin-roots.toml")
+	os.WriteFile(path, bytes.Replace(src, []byte("ca_replace  = true\n"), nil, 1), 0o600)
+	defer func(f func() time.Time) { checkNow = f }(checkNow)
+	for _, tc := range []struct {
+		now  time.Time
+		want string
+	}{
+		{time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), ""},
+		{time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC), `warning: built-in root "GlobalSign Root CA" expires on 2028-01-28`},
+		{time.Date(2052, 9, 1, 0, 0, 0, 0, time.UTC), `warning: built-in root "Aliyun IoT Root CA" expires on 2053-07-04`},
+	} {
+		checkNow = func() time.Time { return tc.now }
+		var out, errb bytes.Buffer
+		if err := Run(context.Background(), []string{"check", "-q", "--config", path}, &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == "" && strings.Contains(errb.String(), "built-in root") || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: stderr %q, want %q", tc.now, errb.String(), tc.want)
+		}
+	}
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"version"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"built-in root: GlobalSign Root CA, valid until 2028-01-28", "built-in root: Aliyun IoT Root CA, valid until 2053-07-04"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("version output %q lacks %q", out.String(), w)
+		}
+	}
+}
+
+// tls = false needs allow_plaintext = true; then check says what it costs.
+func TestCheckPlaintext(t *testing.T) {
+	e := newE2E(t)
+	src, _ := os.ReadFile(e.config(t, "x"))
+	path := filepath.Join(e.dir, "plain.toml")
+	plain := bytes.Replace(src, []byte("ca_replace  = true\n"), []byte("tls = false\n"), 1)
+	os.WriteFile(path, plain, 0o600)
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), []string{"check", "-q", "--config", path}, &out, &errb)
+	if exitCode(err) != 78 || !strings.Contains(errb.String(), "uplink.tls: false sends the password and every reading in clear") {
+		t.Fatalf("exit %d, stderr %q", exitCode(err), errb.String())
+	}
+	os.WriteFile(path, bytes.Replace(plain, []byte("tls = false\n"), []byte("tls = false\nallow_plaintext = true\n"), 1), 0o600)
+	errb.Reset()
+	if err := Run(context.Background(), []string{"check", "-q", "--config", path}, &out, &errb); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "warning: "+path) || !strings.Contains(errb.String(), "impersonate this device") {
+		t.Fatalf("stderr %q", errb.String())
 	}
 }

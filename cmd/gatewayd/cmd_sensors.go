@@ -32,7 +32,7 @@ func cmdRead(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return specError(cfg, err)
 	}
-	defer set.Close()
+	defer set.Close(context.Background())
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	results := set.ReadOnce(ctx)

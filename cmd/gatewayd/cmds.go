@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
+	"time"
 
 	"gatewayd/buffer"
 	"gatewayd/sensors"
+	"gatewayd/uplink"
 )
+
+// checkNow is check's clock for the root-expiry warning; tests move it.
+var checkNow = time.Now
 
 func cmdCheck(_ context.Context, a *app, args []string) error {
 	fs := newFlags(a, "check")
@@ -22,13 +26,18 @@ func cmdCheck(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
+	if u := cfg.Uplink; u.Platform == "aliyun" && u.UseTLS() && !u.CAReplace {
+		for _, w := range uplink.RootWarnings(checkNow()) {
+			fmt.Fprintf(a.stderr, "warning: %s\n", w)
+		}
+	}
 	// The sensor layer knows the drivers, their measurements and options:
 	// let it validate too, without touching any hardware.
 	set, err := sensors.New(sensorSpecs(cfg), sensors.Options{})
 	if err != nil {
 		return specError(cfg, err)
 	}
-	set.Close()
+	set.Close(context.Background())
 	if *quiet {
 		return nil
 	}
@@ -92,9 +101,11 @@ func cmdSign(_ context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	pass := cr.Password
-	if !*show && len(pass) > 4 {
-		pass = pass[:4] + strings.Repeat("*", len(pass)-4) + "  (--show-password prints it)"
+	// Not a single character of the password unless asked: a prefix narrows
+	// the search, and a short password would be printed whole.
+	pass := "(hidden; --show-password prints it)"
+	if *show {
+		pass = cr.Password
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "clientId\t%s\n", cr.ClientID)

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"gatewayd/internal/config"
+	"gatewayd/uplink"
 )
 
 // version is stamped in at build time (-ldflags "-X main.version=...").
@@ -81,7 +82,9 @@ func commands() map[string]command {
 		"read":    {"read every configured sensor once and print the values (exit 1 if any failed)", cmdRead},
 		"scan":    {"probe an I2C bus and name the chips found", cmdScan},
 		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json]", cmdBuffer},
+		"reload":  {"make the running daemon reread its config and wait for the outcome (the unit's ExecReload=)", cmdReload},
 		"sign":    {"print the MQTT CONNECT fields for the device (to debug sign-in problems)", cmdSign},
+		"status":  {"ask the running daemon how it is: sensors, connection, backlog, clock, watchdog (exit 1 if unhealthy)", cmdStatus},
 		"version": {"print the version", cmdVersion},
 	}
 }
@@ -167,5 +170,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 
 func cmdVersion(_ context.Context, a *app, _ []string) error {
 	fmt.Fprintf(a.stdout, "gatewayd %s\n", version)
+	for _, r := range uplink.BuiltinRoots() {
+		fmt.Fprintf(a.stdout, "built-in root: %s, valid until %s (%s)\n", r.Name, r.NotAfter.Format("2006-01-02"), r.Use)
+	}
 	return nil
 }

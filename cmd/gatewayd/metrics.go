@@ -33,6 +33,9 @@ func (p *pipeline) collect(w *health.MetricWriter) {
 			w.Counter("gatewayd_buffer_drops_total", "Readings dropped by the buffer's bounds, by reason.", float64(n), "reason", reason)
 		}
 		w.Counter("gatewayd_buffer_commits_total", "Durable commits: journal windows and folds into the buffer file.", float64(st.Commits))
+		w.Counter("gatewayd_buffer_salvaged_total", "Readings salvaged from damaged buffer files set aside.", float64(st.Salvaged))
+		w.Counter("gatewayd_buffer_unrecoverable_total", "Readings of damaged buffer files that could not be salvaged.", float64(st.Unrecoverable))
+		w.Gauge("gatewayd_buffer_aside_bytes", "Damaged buffer files kept aside (counted in max_size).", float64(st.AsideBytes))
 	}
 	if p.up != nil {
 		st := p.up.Stats()

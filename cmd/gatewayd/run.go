@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +26,23 @@ import (
 // uplink disconnects cleanly, the buffer makes its final commit.
 const shutdownBound = 10 * time.Second
 
+// The shares of shutdownBound: the sensors get sensorsStopShare to stop
+// (a read takes milliseconds; one still running after 3 s is wedged), and
+// bufferStopShare is kept back for the buffer's final commit (an fsync).
+const (
+	sensorsStopShare = 3 * time.Second
+	bufferStopShare  = 2 * time.Second
+)
+
+// taken is how many samples the sensors took, for the stop log line.
+func (p *pipeline) taken() uint64 {
+	var n uint64
+	for _, st := range p.set.Stats() {
+		n += st.Taken
+	}
+	return n
+}
+
 func cmdRun(ctx context.Context, a *app, args []string) error {
 	fs := newFlags(a, "run")
 	path := fs.String("config", "", "config file")
@@ -37,19 +56,29 @@ func cmdRun(ctx context.Context, a *app, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// The outcome of each SIGHUP, for `gatewayd reload` (see reload.go).
+	status := reloadStatus{dir: os.Getenv("RUNTIME_DIRECTORY")}
+	gen, outcome, detail := 0, "started", ""
 	for {
-		reload, err := runPipeline(ctx, a, cfg, hup)
+		ready := func(logger *slog.Logger) {
+			if err := status.write(gen, outcome, detail); err != nil {
+				logger.Warn("cannot report the reload's outcome to `gatewayd reload`", "err", err)
+			}
+		}
+		reload, err := runPipeline(ctx, a, cfg, hup, ready)
 		if err != nil || !reload {
 			return err
 		}
 		// SIGHUP: reread the file; keep the running config if the new one is
 		// invalid (a typo must not take a working gateway down).
+		gen++
 		next, err := loadConfig(a, cfg.File)
 		if err != nil {
 			newLogger(a.stderr, cfg.Log.Level).Error("reload refused: config invalid; keeping the running config", "err", err)
+			outcome, detail = "refused", err.Error()
 			continue
 		}
-		cfg = next
+		cfg, outcome, detail = next, "applied", ""
 	}
 }
 
@@ -61,29 +90,42 @@ type pipeline struct {
 	buf    *buffer.Buffer
 	set    *sensors.Set
 	up     *uplink.Client
+	last   *lastValues // the sensors' sink: remembers each one's last sample for /status
+
+	// For /status.
+	started                            time.Time
+	cfgFile, platform, server, bufPath string
+
+	// reloading is set when the pipeline stops for a SIGHUP; ready is
+	// called once it told systemd READY=1 (see notify).
+	reloading atomic.Bool
+	ready     func()
 }
 
 // Heartbeat bounds: each loop beats at least once a second while alive; a
 // loop silent this long is wedged, and the watchdog stops being fed.
 const heartbeatBound = 30 * time.Second
 
-// runPipeline runs until ctx is done (returns false) or SIGHUP (returns true).
-func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.Signal) (reload bool, err error) {
+// runPipeline runs until ctx is done (returns false) or SIGHUP (returns
+// true). ready, if not nil, is called once the pipeline runs and systemd
+// has been told READY=1.
+func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.Signal, ready func(*slog.Logger)) (reload bool, err error) {
 	logger := newLogger(a.stderr, cfg.Log.Level)
 	p, err := openPipeline(cfg, logger)
 	if err != nil {
 		return false, err
 	}
+	if ready != nil {
+		p.ready = func() { ready(logger) }
+	}
 	logger.Info("gatewayd started", "version", version, "config", cfg.File,
 		"sensors", len(cfg.Sensors), "platform", cfg.Uplink.Platform, "buffer", cfg.Path(cfg.Buffer.Path))
 
-	sctx, stopSensors := context.WithCancel(context.Background())
-	uctx, stopUplink := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
+	var wg sync.WaitGroup // health and its server
 	errs := make(chan error, 3)
 	hctx, stopHealth := context.WithCancel(context.Background())
 	defer stopHealth()
-	wg.Add(3)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		p.health.Run(hctx)
@@ -98,14 +140,17 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 			}
 		}()
 	}
+	if err := p.set.Open(p.last); err != nil {
+		stopHealth()
+		wg.Wait()
+		p.close(context.Background())
+		return false, fmt.Errorf("sensors: %w", err)
+	}
+	uctx, stopUplink := context.WithCancel(context.Background())
+	defer stopUplink()
+	upDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		if err := p.set.Run(sctx, p.buf); err != nil && !errors.Is(err, context.Canceled) {
-			errs <- fmt.Errorf("sensors: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
+		defer close(upDone)
 		if err := p.up.Run(uctx); err != nil && !errors.Is(err, context.Canceled) {
 			errs <- fmt.Errorf("uplink: %w", err)
 		}
@@ -116,29 +161,44 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 	case <-ctx.Done():
 	case <-hup:
 		reload = true
+		p.reloading.Store(true)
 		logger.Info("SIGHUP: reloading the config")
 	case runErr = <-errs:
 		logger.Error("pipeline failed", "err", runErr)
 	}
 
-	// Graceful stop within the bound: sensors first (no new readings), then
-	// the uplink (clean disconnect; unacknowledged readings stay buffered),
-	// then the buffer's final commit.
+	// Graceful stop within the bound, in order: the sensors stop (no new
+	// readings) and are waited for within a share of the bound; then the
+	// uplink (clean disconnect, answers to messages in flight taken);
+	// then the buffer's final commit, which always gets its share, even
+	// when a sensor is wedged in its driver (that loop is abandoned).
 	start := time.Now()
 	deadline, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()
-	stopHealth() // STOPPING=1 to systemd
-	stopSensors()
-	stopUplink()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-deadline.Done():
-		logger.Error("loops did not stop within the shutdown bound", "bound", shutdownBound)
+	stopHealth() // STOPPING=1 to systemd, or RELOADING=1 (see notify)
+	sctx, cancelS := context.WithTimeout(deadline, sensorsStopShare)
+	if err := p.set.Close(sctx); err != nil {
+		logger.Error("sensors stopped with a wedged loop; the buffer's final commit goes ahead", "err", err)
 	}
-	if err := p.close(deadline); err != nil && runErr == nil {
-		runErr = err
+	cancelS()
+	logger.Info("sensors stopped", "samples_taken", p.taken(), "after", time.Since(start).Round(time.Millisecond))
+	stopUplink()
+	uctx2, cancelU := context.WithTimeout(deadline, shutdownBound-bufferStopShare-time.Since(start))
+	select {
+	case <-upDone:
+	case <-uctx2.Done():
+		logger.Error("uplink did not stop within its share of the shutdown bound", "share", shutdownBound-bufferStopShare)
+	}
+	cancelU()
+	if err := p.buf.Close(deadline); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close buffer: %w", err)
+	}
+	hdone := make(chan struct{})
+	go func() { wg.Wait(); close(hdone) }()
+	select {
+	case <-hdone:
+	case <-deadline.Done():
+		logger.Error("health server did not stop within the shutdown bound")
 	}
 	logger.Info("gatewayd stopped", "took", time.Since(start).Round(time.Millisecond))
 	return reload && runErr == nil, runErr
@@ -149,9 +209,9 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pipeline{logger: logger}
+	p := &pipeline{logger: logger, started: time.Now(), cfgFile: cfg.File, platform: cfg.Uplink.Platform, bufPath: cfg.Path(cfg.Buffer.Path)}
 	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
-	p.health = health.New(health.Options{Logger: logger, Collect: p.collect})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: p.notify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
@@ -164,26 +224,51 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	}
 	p.buf, err = buffer.Open(bufferOptions(cfg, logger))
 	if err != nil {
-		p.set.Close()
+		p.set.Close(context.Background())
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
+	p.last = newLastValues(p.buf)
 	uo := uplinkOptions(cfg, secret, logger)
 	uo.Beat = func() { p.health.Beat("uplink") }
 	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, p.buf.DeadLetter, logger)
 	uo.OnServerTime = p.clk.ObserveServerTime
-	uo.Control = control{p.set}
+	uo.Control = openControl(cfg, p, logger)
 	p.up, err = uplink.New(uo, p.buf)
 	if err != nil {
 		p.close(context.Background())
 		return nil, fmt.Errorf("uplink: %w", err)
 	}
+	p.server = uo.Endpoint
+	if uo.Platform == uplink.PlatformMQTT {
+		p.server = uo.Broker
+	}
 	return p, nil
 }
 
+// notify passes the pipeline's sd_notify states to systemd, changed for a
+// reload: the old pipeline's stop is announced as RELOADING=1, not
+// STOPPING=1, which systemd takes for the whole service stopping (it would
+// then kill the reloaded daemon TimeoutStopSec later); and after the new
+// pipeline's READY=1 the reload's outcome is published (p.ready).
+func (p *pipeline) notify(state string) (bool, error) {
+	if p.reloading.Load() && strings.HasPrefix(state, "STOPPING=1") {
+		state = "RELOADING=1\nSTATUS=reloading the config"
+	}
+	sent, err := sdNotify(state)
+	if strings.HasPrefix(state, "READY=1") && p.ready != nil {
+		p.ready()
+	}
+	return sent, err
+}
+
+// close releases what openPipeline opened, on its error paths: sensors
+// first (bounded: a wedged chip is abandoned), then the buffer.
 func (p *pipeline) close(ctx context.Context) error {
 	var errs []error
 	if p.set != nil {
-		errs = append(errs, p.set.Close())
+		sctx, cancel := context.WithTimeout(ctx, sensorsStopShare)
+		errs = append(errs, p.set.Close(sctx))
+		cancel()
 	}
 	if p.buf != nil {
 		if err := p.buf.Close(ctx); err != nil {
@@ -199,4 +284,20 @@ func asError[T error](err error, target *T) bool { return errors.As(err, target)
 // service's StateDirectory), so readings from an earlier boot can be dated.
 func clockStateDir(cfg *config.Config) string {
 	return filepath.Dir(cfg.Path(cfg.Buffer.Path))
+}
+
+// openControl builds the downlink's control and applies the intervals the
+// platform set before the restart (unless the config file changed them).
+func openControl(cfg *config.Config, p *pipeline, logger *slog.Logger) control {
+	c := control{set: p.set, configured: map[string]time.Duration{}, sink: p.buf, stamp: p.clk.Stamp, log: logger}
+	for _, s := range cfg.Sensors {
+		c.configured[s.Name], _ = p.set.Interval(s.Name)
+	}
+	st, err := loadIntervals(filepath.Join(clockStateDir(cfg), intervalsFile))
+	if err != nil {
+		logger.Warn("platform-set intervals", "err", err)
+	}
+	st.apply(p.set, c.configured, logger)
+	c.saved = st
+	return c
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
 
 	"gatewayd/buffer"
 	"gatewayd/internal/config"
@@ -56,7 +59,19 @@ func bufferOptions(cfg *config.Config, logger *slog.Logger) buffer.Options {
 		WhenFull:       b.WhenFull,
 		CommitInterval: b.CommitInterval.Duration,
 		Logger:         logger,
+		Starting:       notifyStarting,
 	}
+}
+
+// sdNotify is the notifier gatewayd talks to systemd with (health's default
+// too): go-systemd's, a no-op without $NOTIFY_SOCKET.
+var sdNotify = func(state string) (bool, error) { return sd.SdNotify(false, state) }
+
+// notifyStarting tells systemd that the start goes on (a buffer open that is
+// retrying I/O errors): the reason, and more time before TimeoutStartSec
+// kills the service.
+func notifyStarting(status string, extend time.Duration) {
+	_, _ = sdNotify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d\nSTATUS=%s", extend.Microseconds(), status))
 }
 
 func uplinkOptions(cfg *config.Config, secret string, logger *slog.Logger) uplink.Options {

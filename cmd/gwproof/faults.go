@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/sys/unix"
 
+	"gatewayd/buffer"
 	"gatewayd/internal/iotsim"
 )
 
@@ -447,9 +448,15 @@ func (h *harness) corruptOne(s *section, name string, damage func(*os.File, int6
 			before++
 		}
 	}
+	// The salvage figures the daemon kept in the fresh file.
+	st, err := buffer.Inspect(t.conf.Buffer)
+	if err != nil {
+		return fmt.Errorf("inspect the buffer after the corrupt trial: %w", err)
+	}
 	faultRow(s, "corrupt buffer file: "+name, "1", tl, ok,
 		fmt.Sprintf("%d readings were in the file when it was damaged, %d of them delivered after the restart; file set aside as %s: %v; "+
-			"the restarted daemon ran on and drained in %v", len(pending), before, "`.corrupt-*`", len(aside) > 0, took.Round(100*time.Millisecond)),
-		"(not delivered: kept in the set-aside file, not salvaged)")
+			"salvaged record by record: %d, unrecoverable (on damaged pages): %d; the restarted daemon ran on and drained in %v",
+			len(pending), before, "`.corrupt-*`", len(aside) > 0, st.Salvaged, st.Unrecoverable, took.Round(100*time.Millisecond)),
+		"(on damaged pages of the set-aside file: not salvageable)")
 	return nil
 }

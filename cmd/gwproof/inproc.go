@@ -204,7 +204,7 @@ func (p *inproc) close() {
 		}
 	}
 	if p.set != nil {
-		p.set.Close()
+		p.set.Close(context.Background())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -51,10 +52,12 @@ type Device struct {
 
 // Uplink says where readings go.
 type Uplink struct {
-	Platform             string   `toml:"platform"`
-	Endpoint             string   `toml:"endpoint,omitempty"`
-	Region               string   `toml:"region,omitempty"`
-	TLS                  *bool    `toml:"tls"`
+	Platform string `toml:"platform"`
+	Endpoint string `toml:"endpoint,omitempty"`
+	Region   string `toml:"region,omitempty"`
+	TLS      *bool  `toml:"tls"`
+	// AllowPlaintext must be true for tls = false: plaintext is a decision.
+	AllowPlaintext       bool     `toml:"allow_plaintext,omitempty"`
 	CAFile               string   `toml:"ca_file,omitempty"`
 	CAReplace            bool     `toml:"ca_replace,omitempty"`
 	ServerName           string   `toml:"server_name,omitempty"`
@@ -75,6 +78,11 @@ type Uplink struct {
 	ClientKey  string `toml:"client_key,omitempty"`
 	Topic      string `toml:"topic,omitempty"`
 }
+
+// PlaintextWarning is said, in words, every time a config with tls = false
+// (and allow_plaintext = true) is checked or run.
+const PlaintextWarning = "plaintext (allow_plaintext = true): the device password and every reading travel in clear; " +
+	"the password never changes, so anyone who captures it once can impersonate this device for good"
 
 // UseTLS reports the effective tls setting (default true).
 func (u Uplink) UseTLS() bool { return u.TLS == nil || *u.TLS }
@@ -175,7 +183,34 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, b)
+	c, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(path); err == nil {
+		c.warnInlineSecrets(st.Mode().Perm())
+	}
+	return c, nil
+}
+
+// warnInlineSecrets warns when a secret is written in the file itself and the
+// file is readable by every user (a FAT /boot partition always is): anyone
+// with a shell on the board, or the card in a reader, can log in as the device.
+func (c *Config) warnInlineSecrets(perm fs.FileMode) {
+	if perm&0o004 == 0 {
+		return
+	}
+	for _, k := range []struct{ key, val string }{
+		{"device.device_secret", c.Device.DeviceSecret},
+		{"uplink.password", c.Uplink.Password},
+	} {
+		if k.val == "" {
+			continue
+		}
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %s: the secret is written in a file every user can read (mode %v); "+
+			"move it to device_secret_file (chmod 640, owner root, group gatewayd) outside the boot partition, or chmod 640 this file",
+			c.File, c.Line(k.key), k.key, perm))
+	}
 }
 
 // Parse parses and validates file content; path is used in messages and to
@@ -207,9 +242,33 @@ func (c *Config) decodeError(err error) *Error {
 		if pe.LastKey != "" {
 			msg = strings.TrimPrefix(msg, pe.LastKey+": ")
 		}
-		return &Error{File: c.File, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		return &Error{File: c.File, Line: pe.Position.Line, Key: pe.LastKey, Msg: redactValues(msg)}
 	}
-	return &Error{File: c.File, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	e := &Error{File: c.File}
+	// "line 2 (last key "device.device_secret"): incompatible types: ..."
+	if m := lastKeyRe.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &e.Line)
+		e.Key = m[2]
+		msg = msg[len(m[0]):]
+	}
+	e.Msg = redactValues(msg)
+	return e
+}
+
+var (
+	lastKeyRe = regexp.MustCompile(`^line (\d+) \(last key "([^"]*)"\): `)
+	quotedRe  = regexp.MustCompile(`"[^"]*"|'[^']*'`)
+)
+
+// redactValues takes every quoted fragment of the file out of a parser
+// message. The parser quotes what it found where it expected a value, and
+// for an unquoted secret that is the secret: the message goes to the journal.
+func redactValues(msg string) string {
+	if strings.HasPrefix(msg, "expected value but found") {
+		return `expected a value: write text in double quotes (key = "text")`
+	}
+	return quotedRe.ReplaceAllString(msg, "(text not shown)")
 }
 
 // Line returns the line a key was set on ("sensor[1].interval"), or 0.
@@ -324,6 +383,15 @@ func (c *Config) validate() Errors {
 	if u.MaxMessagesPerSecond < 0 || u.MaxMessagesPerSecond > 1000 {
 		add(c.Errorf("uplink.max_messages_per_second", "must be between 0.01 and 1000, not %g", u.MaxMessagesPerSecond))
 	}
+	if !u.UseTLS() {
+		if !u.AllowPlaintext {
+			add(c.Errorf("uplink.tls", "false sends the password and every reading in clear, and the password never changes: "+
+				"anyone who captures it once can impersonate this device for good. Use TLS; if you must (a bench, a broker on "+
+				"this host), also set allow_plaintext = true"))
+		} else {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: uplink.tls: %s", c.File, c.lines.line("uplink.tls"), PlaintextWarning))
+		}
+	}
 	if u.CAReplace && u.CAFile == "" {
 		add(c.Errorf("uplink.ca_replace", "needs ca_file"))
 	}
@@ -344,9 +412,10 @@ func (c *Config) validate() Errors {
 			add(c.Errorf("device.device_secret_file", "cannot read %s: %v", c.Path(f), errors.Unwrap(err)))
 		case st.Mode().Perm()&0o004 != 0:
 			// Group-readable is how the package shares it with the gatewayd
-			// group (0640 root:gatewayd); world-readable is a leak.
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: device.device_secret_file: %s is readable by every user (mode %v); chmod 640 it (owner root, group gatewayd), or keep it off the FAT boot partition, where every file is world-readable",
-				c.File, c.Line("device.device_secret_file"), c.Path(f), st.Mode().Perm()))
+			// group (0640 root:gatewayd); world-readable is a leak, and a
+			// file whose only job is to keep the secret must not leak it.
+			add(c.Errorf("device.device_secret_file", "%s is readable by every user (mode %v): chmod 640 it (owner root, group gatewayd), and keep it off the FAT boot partition, where every file is world-readable",
+				c.Path(f), st.Mode().Perm()))
 		}
 	}
 

@@ -68,6 +68,8 @@ func TestBrokenConfigs(t *testing.T) {
 		{"unknown key", `bus    = "emulated"=>bus    = "emulated"
 addres = 0x76`, 13, "sensor.addres", "unknown key"},
 		{"typo with hint", `device_name   = "dn"=>devicename = "dn"`, 3, "device.devicename", `did you mean "device_name"`},
+		{"plaintext without allow_plaintext", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
+tls = false`, 8, "uplink.tls", "impersonate this device"},
 		{"keepalive too short", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
 keepalive = "10s"`, 8, "uplink.keepalive", "between 30s and 1200s"},
 		{"keepalive too long", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
@@ -149,7 +151,7 @@ level = "verbose"`, 21, "log.level", "debug, info, warn or error"},
 
 func TestSecretFile(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "gw.secret"), []byte("abc123\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "gw.secret"), []byte("abc123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src := strings.Replace(good, `device_secret = "s3cret"`, `device_secret_file = "gw.secret"`, 1)
@@ -162,8 +164,16 @@ func TestSecretFile(t *testing.T) {
 	if err != nil || s != "abc123" {
 		t.Errorf("Secret() = %q, %v", s, err)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "readable by every user") || !strings.Contains(c.Warnings[0], ":4:") {
-		t.Errorf("want a line-4 warning about a world-readable secret, got %q", c.Warnings)
+	if len(c.Warnings) != 0 {
+		t.Errorf("unexpected warnings %q", c.Warnings)
+	}
+	// World-readable: refused, with the line and a fix.
+	os.Chmod(filepath.Join(dir, "gw.secret"), 0o644)
+	_, err = Parse(path, []byte(src))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 4 || es[0].Key != "device.device_secret_file" ||
+		!strings.Contains(es[0].Msg, "readable by every user") || !strings.Contains(es[0].Msg, "chmod 640") {
+		t.Fatalf("world-readable secret file: want one line-4 refusal, got %v", err)
 	}
 	for _, mode := range []os.FileMode{0o600, 0o640} {
 		os.Chmod(filepath.Join(dir, "gw.secret"), mode)
@@ -273,4 +283,95 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted a config without sensors")
 		}
 	})
+}
+
+// An inline secret in a file every user can read is a warning (and only
+// then): FAT /boot is world-readable, so a card in a reader leaks it.
+func TestInlineSecretReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatewayd.toml")
+	for _, tc := range []struct {
+		mode os.FileMode
+		want int
+	}{{0o644, 1}, {0o755, 1}, {0o640, 0}, {0o600, 0}} {
+		if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, tc.mode)
+		c, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Warnings) != tc.want {
+			t.Errorf("mode %v: warnings %q, want %d", tc.mode, c.Warnings, tc.want)
+			continue
+		}
+		if tc.want == 1 && (!strings.Contains(c.Warnings[0], "device.device_secret") || !strings.Contains(c.Warnings[0], "every user can read")) {
+			t.Errorf("mode %v: warning %q does not name the key and the risk", tc.mode, c.Warnings[0])
+		}
+		if tc.want == 1 && strings.Contains(c.Warnings[0], "s3cret") {
+			t.Errorf("warning echoes the secret: %q", c.Warnings[0])
+		}
+	}
+}
+
+// A parse error never echoes what the file says: an unquoted secret is the
+// text the parser would quote, and the error goes to the journal.
+func TestParseErrorsDoNotEchoValues(t *testing.T) {
+	const secret = "ZqXwJkVbRtYm8p2"
+	for _, src := range []string{
+		"[device]\ndevice_secret = " + secret + "\n",
+		"[device]\ndevice_secret = \"" + secret + "\n",
+		"[device]\ndevice_secret = '" + secret + "\n",
+		"[device]\ndevice_secret = \"" + secret + "\\q\"\n",
+		"[device]\ndevice_secret = [\"a\", " + secret + "]\n",
+		"[device]\ndevice_secret = \"x\" " + secret + "\n",
+		"[uplink]\npassword = " + secret + "\n",
+		"[device]\ndevice_secret = 1" + secret + "\n",
+	} {
+		_, err := Parse("x.toml", []byte(src))
+		if err == nil {
+			t.Errorf("%q parsed", src)
+			continue
+		}
+		msg := err.Error()
+		for i := 0; i+3 <= len(secret); i++ {
+			if strings.Contains(msg, secret[i:i+3]) {
+				t.Errorf("%q: error %q echoes part of the value (%q)", src, msg, secret[i:i+3])
+				break
+			}
+		}
+		if !strings.HasPrefix(msg, "x.toml:2:") {
+			t.Errorf("%q: error %q lost its file:line", src, msg)
+		}
+	}
+	// A type error keeps its key and line.
+	_, err := Parse("x.toml", []byte("[device]\ndevice_secret = 1234567\n"))
+	var es Errors
+	if !errors.As(err, &es) || es[0].Line != 2 || es[0].Key != "device.device_secret" || strings.Contains(err.Error(), "1234567") {
+		t.Errorf("type error: %v", err)
+	}
+}
+
+// tls = false is accepted only with allow_plaintext = true, and then every
+// load (check, run) says in words what it costs.
+func TestPlaintextIsADecision(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gatewayd.toml")
+	src := strings.Replace(good, `endpoint = "127.0.0.1:8883"`, "endpoint = \"127.0.0.1:1883\"\ntls = false\nallow_plaintext = true", 1)
+	c, err := Parse(path, []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], path+":8: uplink.tls:") ||
+		!strings.Contains(c.Warnings[0], "password and every reading travel in clear") || !strings.Contains(c.Warnings[0], "impersonate") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+	if c.Uplink.UseTLS() {
+		t.Fatal("tls = false not honoured")
+	}
+	c, err = Parse(path, []byte(good))
+	if err != nil || len(c.Warnings) != 0 {
+		t.Fatalf("TLS config: %v %q", err, c.Warnings)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -33,10 +34,37 @@ type Options struct {
 	// DefaultBound applies to loops that Beat without Register. Zero:
 	// DefaultBound.
 	DefaultBound time.Duration
-	// Collect writes the daemon's metrics on every /metrics request. Zero:
-	// only the health package's own metrics are served.
+	// Collect writes the daemon's metrics. Zero: only the health package's
+	// own metrics are served.
 	Collect Collector
+	// CollectEvery is how long one run of Collect serves /metrics: scrapes
+	// within it share one run (and one look at the buffer), however many
+	// come. Zero: DefaultCollectEvery. Negative: every scrape collects.
+	CollectEvery time.Duration
+	// MaxConns bounds the health server's open connections; one more is
+	// closed at once. Zero: DefaultMaxConns.
+	MaxConns int
+	// Status returns the daemon's state for GET /status (JSON), what
+	// `gatewayd status` prints. Nil: /status is 404.
+	Status func() any
 }
+
+// WatchdogState is the systemd watchdog as Health feeds it.
+type WatchdogState struct {
+	Interval time.Duration `json:"interval_ns"` // systemd's WatchdogSec; 0: no watchdog
+	Feeds    uint64        `json:"feeds"`       // WATCHDOG=1 sent
+	LastFeed time.Time     `json:"last_feed"`
+	Alive    bool          `json:"alive"`             // every loop beats within its bound
+	Problem  string        `json:"problem,omitempty"` // the wedged loop, when not alive
+}
+
+// DefaultCollectEvery is how long a collected /metrics page is served.
+const DefaultCollectEvery = time.Second
+
+// DefaultMaxConns is how many connections the health server holds at once:
+// enough for a scraper, a technician and a systemd probe, too few for a
+// flood to cost the pipeline memory or CPU.
+const DefaultMaxConns = 8
 
 type heart struct {
 	bound time.Duration
@@ -53,9 +81,17 @@ type Health struct {
 	mu        sync.Mutex
 	hearts    map[string]*heart
 	feeds     uint64
-	stuck     bool   // the last feed was withheld, to log each change once
-	notifyErr bool   // the last sd_notify failed, to log each run of failures once
-	lastErrs  string // collector errors last logged, to log each change once
+	lastFeed  time.Time
+	watchdog  time.Duration // the interval Run found (0: none)
+	stuck     bool          // the last feed was withheld, to log each change once
+	notifyErr bool          // the last sd_notify failed, to log each run of failures once
+	lastErrs  string        // collector errors last logged, to log each change once
+
+	cmu      sync.Mutex    // serialises collector runs
+	cached   *MetricWriter // the last collector run, never written to again
+	cachedAt time.Time     // when it ran
+	collects uint64        // collector runs, for gatewayd_metrics_collections_total
+	refused  atomic.Uint64 // connections closed at once for MaxConns
 }
 
 // New returns a Health with no registered loops.
@@ -71,6 +107,12 @@ func New(opts Options) *Health {
 	}
 	if opts.DefaultBound <= 0 {
 		opts.DefaultBound = DefaultBound
+	}
+	if opts.CollectEvery == 0 {
+		opts.CollectEvery = DefaultCollectEvery
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
 	return &Health{opts: opts, log: opts.Logger.With("component", "health"), hearts: map[string]*heart{}}
 }
@@ -146,6 +188,9 @@ func (h *Health) Run(ctx context.Context) error {
 		wd = d
 	}
 	var tick <-chan time.Time
+	h.mu.Lock()
+	h.watchdog = max(wd, 0)
+	h.mu.Unlock()
 	if wd > 0 {
 		// Half the interval, as systemd recommends, so one late tick is
 		// not a restart.
@@ -187,6 +232,7 @@ func (h *Health) feed() {
 	}
 	h.mu.Lock()
 	h.feeds++
+	h.lastFeed = h.opts.Now()
 	h.mu.Unlock()
 	h.notify("WATCHDOG=1")
 }
@@ -201,4 +247,16 @@ func (h *Health) notify(state string) {
 	if first {
 		h.log.Warn("sd_notify failed", "state", strings.SplitN(state, "\n", 2)[0], "err", err)
 	}
+}
+
+// Watchdog reports the watchdog's state and whether the pipeline is alive.
+func (h *Health) Watchdog() WatchdogState {
+	err := h.Check()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := WatchdogState{Interval: h.watchdog, Feeds: h.feeds, LastFeed: h.lastFeed, Alive: err == nil}
+	if err != nil {
+		ws.Problem = err.Error()
+	}
+	return ws
 }

@@ -2,10 +2,13 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,7 +25,24 @@ func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.serveHealthz)
 	mux.HandleFunc("GET /metrics", h.serveMetrics)
+	mux.HandleFunc("GET /status", h.serveStatus)
 	return mux
+}
+
+// serveStatus answers `gatewayd status`: the daemon's state as JSON.
+func (h *Health) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Status == nil {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := json.MarshalIndent(h.opts.Status(), "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(append(b, '\n'))
 }
 
 func (h *Health) serveHealthz(w http.ResponseWriter, _ *http.Request) {
@@ -48,10 +68,7 @@ func (h *Health) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 // metrics. A collector that panics or writes bad samples costs its own
 // samples (counted in gatewayd_metrics_errors), never the page.
 func (h *Health) Metrics() *MetricWriter {
-	mw := &MetricWriter{}
-	if h.opts.Collect != nil {
-		h.collect(mw)
-	}
+	mw := h.collected()
 	errs := len(mw.errs)
 	if err := mw.Err(); err != nil {
 		h.mu.Lock()
@@ -78,12 +95,35 @@ func (h *Health) Metrics() *MetricWriter {
 		mw.Gauge("gatewayd_loop_heartbeat_bound_seconds", "Longest allowed silence of the loop.",
 			ht.bound.Seconds(), "loop", name)
 	}
-	feeds := h.feeds
+	feeds, collects := h.feeds, h.collects
 	h.mu.Unlock()
 	mw.Counter("gatewayd_watchdog_feeds_total", "WATCHDOG=1 notifications sent to systemd.", float64(feeds))
+	mw.Counter("gatewayd_metrics_collections_total", "Runs of the metrics collector (scrapes within CollectEvery share one).", float64(collects))
+	mw.Counter("gatewayd_health_refused_connections_total", "Health server connections closed at once because MaxConns were open.", float64(h.refused.Load()))
 	return mw
 }
 
+// collected returns a private copy of the collector's samples, running the
+// collector only when the last run is older than CollectEvery. Scrapes that
+// arrive together wait for one run instead of each taking the pipeline's
+// locks: a flood of /metrics requests costs the pipeline one run a second.
+func (h *Health) collected() *MetricWriter {
+	if h.opts.Collect == nil {
+		return &MetricWriter{}
+	}
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	now := h.opts.Now()
+	if h.cached == nil || h.opts.CollectEvery < 0 || now.Sub(h.cachedAt) >= h.opts.CollectEvery || now.Before(h.cachedAt) {
+		mw := &MetricWriter{}
+		h.collect(mw)
+		h.cached, h.cachedAt = mw, now
+		h.mu.Lock()
+		h.collects++
+		h.mu.Unlock()
+	}
+	return h.cached.clone()
+}
 func (h *Health) collect(mw *MetricWriter) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -114,7 +154,9 @@ func (h *Health) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
 	}
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, h.opts.MaxConns), refused: &h.refused}
 	h.log.Info("health server listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -134,4 +176,45 @@ func (h *Health) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("health serve: %w", err)
 	}
 	return nil
+}
+
+// MaxHeaderBytes bounds a request's header block: /healthz and /metrics
+// need a few hundred bytes, and net/http's default is 1 MiB per connection.
+const MaxHeaderBytes = 8 << 10
+
+// limitListener holds at most cap(sem) connections open; one more is closed
+// as soon as it is accepted (not queued: a queued flood would hold the
+// kernel's backlog and the scraper's connection behind it).
+type limitListener struct {
+	net.Listener
+	sem     chan struct{}
+	refused *atomic.Uint64
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			l.refused.Add(1)
+			_ = c.Close()
+		}
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -175,4 +177,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	c.err = err
 	return n, err
+}
+
+// clone returns a copy that can be written to without touching w.
+func (w *MetricWriter) clone() *MetricWriter {
+	c := &MetricWriter{errs: slices.Clone(w.errs)}
+	if len(w.fams) > 0 {
+		c.index = make(map[string]*family, len(w.fams))
+	}
+	for _, f := range w.fams {
+		nf := &family{name: f.name, help: f.help, typ: f.typ, samples: slices.Clone(f.samples), seen: maps.Clone(f.seen)}
+		c.fams = append(c.fams, nf)
+		c.index[nf.name] = nf
+	}
+	return c
 }

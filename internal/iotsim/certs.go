@@ -23,10 +23,14 @@ const (
 	KeyFileName  = "iotsim-server-key.pem"
 )
 
-// GenerateCerts makes a throwaway CA and a server certificate for
-// localhost and 127.0.0.1 in dir, unless all three files already exist
-// (then it returns them unchanged, so a demo's gateway keeps trusting the
-// same CA across restarts). The demo points the gateway's ca_file (with
+// GenerateCerts makes a throwaway certificate chain shaped like the
+// platform's in dir, unless all three files already exist (then it returns
+// them unchanged, so a demo's gateway keeps trusting the same root across
+// restarts): a private self-signed root (caFile; like "CN=Aliyun IoT Root
+// CA", it is never sent by the server), an intermediate (like "CN=Aliyun,
+// O=Aliyun IoT, OU=IoT Platform") and a server certificate for localhost and
+// 127.0.0.1. certFile holds the leaf followed by the intermediate, which is
+// what the server sends. The demo points the gateway's ca_file (with
 // replacement) at caFile.
 func GenerateCerts(dir string) (caFile, certFile, keyFile string, err error) {
 	caFile, certFile, keyFile = filepath.Join(dir, CAFileName), filepath.Join(dir, CertFileName), filepath.Join(dir, KeyFileName)
@@ -36,33 +40,48 @@ func GenerateCerts(dir string) (caFile, certFile, keyFile string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "iotsim throwaway CA"},
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "iotsim throwaway root CA", Organization: []string{"iotsim"}, OrganizationalUnit: []string{"Root CA"}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
 		IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
 	if err != nil {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	root, _ := x509.ParseCertificate(rootDER)
+	midKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
+	}
+	midTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "iotsim", Organization: []string{"iotsim"}, OrganizationalUnit: []string{"IoT Platform"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	midDER, err := x509.CreateCertificate(rand.Reader, midTmpl, root, &midKey.PublicKey, rootKey)
+	if err != nil {
+		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
+	}
+	mid, _ := x509.ParseCertificate(midDER)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "localhost"},
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, mid, &key.PublicKey, midKey)
 	if err != nil {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
@@ -71,8 +90,9 @@ func GenerateCerts(dir string) (caFile, certFile, keyFile string, err error) {
 		return "", "", "", fmt.Errorf("iotsim certs: %w", err)
 	}
 	err = errors.Join(
-		os.WriteFile(caFile, pemBlock("CERTIFICATE", caDER), 0o644),
-		os.WriteFile(certFile, pemBlock("CERTIFICATE", der), 0o644),
+		os.WriteFile(caFile, pemBlock("CERTIFICATE", rootDER), 0o644),
+		// leaf, then intermediate; the root is not sent
+		os.WriteFile(certFile, append(pemBlock("CERTIFICATE", der), pemBlock("CERTIFICATE", midDER)...), 0o644),
 		os.WriteFile(keyFile, pemBlock("EC PRIVATE KEY", kder), 0o600),
 	)
 	if err != nil {

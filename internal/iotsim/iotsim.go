@@ -19,8 +19,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/time/rate"
-
-	"gatewayd/uplink"
 )
 
 // Device is one device triple the emulator knows.
@@ -445,7 +443,7 @@ func (s *Server) checkConnect(cl *mochi.Client, pk packets.Packet) (byte, string
 	if pk.ProtocolVersion != 4 {
 		return 1, "MQTT 3.1.1 only"
 	}
-	id, params, err := uplink.ParseClientIDField(pk.Connect.ClientIdentifier)
+	id, params, err := parseClientID(pk.Connect.ClientIdentifier)
 	if err != nil {
 		return 2, err.Error()
 	}
@@ -472,7 +470,8 @@ func (s *Server) checkConnect(cl *mochi.Client, pk packets.Packet) (byte, string
 	got := strings.ToLower(string(pk.Connect.Password))
 	// clientId and timestamp are optional in the signed content.
 	for _, v := range [][2]string{{id, ts}, {id, ""}, {"", ts}, {"", ""}} {
-		want, err := uplink.Sign(method, dev.ProductKey, dev.DeviceName, dev.DeviceSecret, v[0], v[1])
+		want, err := platformSign(method, dev.DeviceSecret, map[string]string{
+			"clientId": v[0], "deviceName": dev.DeviceName, "productKey": dev.ProductKey, "timestamp": v[1]})
 		if err != nil {
 			return 4, err.Error()
 		}

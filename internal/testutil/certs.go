@@ -27,6 +27,9 @@ type CA struct {
 	File    string // PEM file of the CA certificate
 	dir     string
 	serial  int64
+	// chain is what a server sends after its leaf: the intermediates from
+	// this CA up to (not including) the root. Empty for a root.
+	chain []byte
 }
 
 // NewCA creates a CA whose files live in tb.TempDir().
@@ -57,6 +60,39 @@ func NewCA(tb testing.TB, name string) *CA {
 	return ca
 }
 
+// NewIntermediate creates a CA signed by ca, shaped like the platform's
+// "CN=Aliyun, O=Aliyun IoT, OU=IoT Platform" intermediate. Certificates it
+// issues are written with the intermediate chain appended, and without the
+// root, as the real endpoints send them: a client needs the root already.
+func (ca *CA) NewIntermediate(tb testing.TB, name string) *CA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(ca.serial),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"Aliyun IoT"}, OrganizationalUnit: []string{"IoT Platform"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	in := &CA{Cert: cert, Key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: ca.dir, serial: ca.serial * 1000}
+	in.chain = append(append([]byte(nil), in.CertPEM...), ca.chain...)
+	in.File = filepath.Join(ca.dir, name+"-intermediate.pem")
+	writeFile(tb, in.File, in.CertPEM)
+	return in
+}
+
 // CertOpts shape an issued certificate.
 type CertOpts struct {
 	DNSNames  []string  // default: localhost
@@ -67,7 +103,8 @@ type CertOpts struct {
 }
 
 // Issue signs a certificate and writes cert and key PEM files; it returns
-// their paths.
+// their paths. The cert file holds the leaf and, for an intermediate CA, the
+// chain up to (not including) the root.
 func (ca *CA) Issue(tb testing.TB, name string, o CertOpts) (certFile, keyFile string) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -109,7 +146,7 @@ func (ca *CA) Issue(tb testing.TB, name string, o CertOpts) (certFile, keyFile s
 	}
 	certFile = filepath.Join(ca.dir, name+".pem")
 	keyFile = filepath.Join(ca.dir, name+"-key.pem")
-	writeFile(tb, certFile, pemBlock("CERTIFICATE", der))
+	writeFile(tb, certFile, append(pemBlock("CERTIFICATE", der), ca.chain...))
 	writeFile(tb, keyFile, pemBlock("EC PRIVATE KEY", kder))
 	return certFile, keyFile
 }

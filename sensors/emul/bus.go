@@ -32,13 +32,18 @@ const (
 	Stuck
 	// OutOfRange drives the chip's converter outputs to full scale.
 	OutOfRange
+	// Hang makes every transfer with the chip block until the fault is
+	// cleared or the bus closed: a wedged bus (a slave holding SCL low for
+	// good, a driver stuck in the kernel). The read never returns, which is
+	// what the watchdog and the stop bound are for.
+	Hang
 )
 
 func (f Fault) String() string {
 	if f == 0 {
 		return "none"
 	}
-	names := []string{"nack", "timeout", "corrupt-crc", "stuck", "out-of-range"}
+	names := []string{"nack", "timeout", "corrupt-crc", "stuck", "out-of-range", "hang"}
 	s := ""
 	for i, n := range names {
 		if f&(1<<i) != 0 {
@@ -373,6 +378,21 @@ func (b *Bus) Tx(addr uint16, w, r []byte) error {
 		return fmt.Errorf("tx %#02x: address collision between %d devices", addr, len(ss))
 	}
 	s := ss[0]
+	for s.fault&Hang != 0 && !b.closed {
+		// Polled, not signalled: an emulator's hang need not be efficient,
+		// and clearing the fault or closing the bus ends it within 10 ms.
+		b.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+		b.mu.Lock()
+		if err := s.play(); err != nil {
+			b.mu.Unlock()
+			return err
+		}
+	}
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
 	if s.fault&NACK != 0 {
 		b.mu.Unlock()
 		return fmt.Errorf("tx %#02x: %w", addr, ErrNACK)

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"sync"
 	"testing/fstest"
-
-	"gatewayd/sensors/w1"
 )
 
 // W1 emulates the kernel's 1-Wire sysfs devices directory with DS18B20s in
@@ -132,14 +130,14 @@ func (d *ds18b20) convert() []byte {
 	switch {
 	case d.por:
 		d.por = false
-		return w1.Format(85, false)
+		return w1SlaveText(scratchpad(85), false)
 	case d.fault&Stuck != 0 && d.last != nil:
 		return d.last
 	case d.fault&OutOfRange != 0:
-		d.last = w1.Format(127.9375, d.fault&CorruptCRC != 0)
+		d.last = w1SlaveText(scratchpad(127.9375), d.fault&CorruptCRC != 0)
 	default:
 		d.next()
-		d.last = w1.Format(d.get("temperature", 0.0625), d.fault&CorruptCRC != 0)
+		d.last = w1SlaveText(scratchpad(d.get("temperature", 0.0625)), d.fault&CorruptCRC != 0)
 	}
 	return d.last
 }

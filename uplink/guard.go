@@ -1,0 +1,145 @@
+package uplink
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// MaxInboundPacket is the largest MQTT remaining length (everything after
+// the fixed header) accepted from the far end: the platform's 256 KB message
+// limit plus the largest PUBLISH variable header (2-byte topic length, a
+// topic of up to 65535 bytes, 2-byte packet id). Anything larger is refused
+// before paho allocates a buffer for it (paho's packets.ReadPacket makes a
+// []byte of the announced length, up to 256 MiB, before reading a byte of
+// it).
+const MaxInboundPacket = platformPacketLimit + 2 + 0xFFFF + 2
+
+// ErrOversize marks a connection dropped because the far end announced an
+// MQTT packet larger than MaxInboundPacket.
+var ErrOversize = errors.New("inbound MQTT packet over the size limit")
+
+// errMalformed: a remaining-length varint longer than MQTT allows.
+var errMalformed = errors.New("malformed MQTT fixed header: remaining length longer than 4 bytes")
+
+// frameGuard follows the MQTT framing of a byte stream (fixed header byte,
+// remaining-length varint, body) and refuses a packet as soon as its
+// announced length exceeds limit. It never buffers: it only counts.
+type frameGuard struct {
+	limit  int
+	state  uint8 // 0 first header byte, 1 in the varint, 2 in the body
+	nvar   int   // varint bytes seen
+	mult   int
+	length int // remaining length decoded so far
+	left   int // body bytes still to pass
+}
+
+const (
+	fgHeader = iota
+	fgLength
+	fgBody
+)
+
+// scan follows p. It returns how many leading bytes of p belong to packets
+// whose header was acceptable, and a non-nil error (ErrOversize or
+// errMalformed, wrapped with the announced size) at the first bad header;
+// then ok is the offset where that packet began in p (0 if it began in an
+// earlier chunk).
+func (g *frameGuard) scan(p []byte) (ok int, err error) {
+	start := 0 // where the current packet began in p
+	for i := 0; i < len(p); {
+		switch g.state {
+		case fgHeader:
+			start = i
+			g.state, g.nvar, g.mult, g.length = fgLength, 0, 1, 0
+			i++
+		case fgLength:
+			b := p[i]
+			i++
+			g.nvar++
+			if g.nvar > 4 {
+				return start, errMalformed
+			}
+			g.length += int(b&0x7f) * g.mult
+			g.mult *= 128
+			// The partial sum only grows: refuse as soon as it is too big,
+			// even before the last varint byte is handed over.
+			if g.length > g.limit {
+				return start, fmt.Errorf("%w: the far end announced %d bytes, the limit is %d", ErrOversize, g.length, g.limit)
+			}
+			if b&0x80 == 0 {
+				g.left = g.length
+				g.state = fgBody
+				if g.left == 0 {
+					g.state = fgHeader
+				}
+			}
+		case fgBody:
+			n := min(g.left, len(p)-i)
+			g.left -= n
+			i += n
+			if g.left == 0 {
+				g.state = fgHeader
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// guardConn is the dialed connection as paho sees it: reads pass through a
+// frameGuard, and an oversize packet closes the connection (paho then
+// reports it lost and Run reconnects).
+type guardConn struct {
+	net.Conn
+	onBad func(error)
+
+	mu  sync.Mutex
+	g   frameGuard
+	err error // sticky: every Read after a refusal fails
+}
+
+func (c *Client) guard(conn net.Conn) net.Conn {
+	return &guardConn{Conn: conn, g: frameGuard{limit: MaxInboundPacket}, onBad: c.oversize}
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.Conn.Read(p)
+	ok, bad := g.g.scan(p[:n])
+	if bad != nil {
+		g.err = bad
+		g.Conn.Close()
+		g.onBad(bad)
+		if ok > 0 {
+			return ok, nil // the complete packets before the bad one
+		}
+		return 0, bad
+	}
+	return n, err
+}
+
+// oversize counts and logs (rate-limited) a refused packet.
+func (c *Client) oversize(err error) {
+	c.stats.update(func(s *Stats) { s.Oversize++ })
+	if ok, n := c.gate.allow("oversize", c.o.Now()); ok {
+		c.log.Error("connection dropped: the far end sent a packet over the size limit; it was not read into memory",
+			"err", err, "server", c.serverDesc(), "suppressed", n)
+	}
+}
+
+// warnPlaintext says, on every plain-TCP connection (rate-limited), what
+// plaintext costs.
+func (c *Client) warnPlaintext() {
+	if ok, n := c.gate.allow("plaintext", c.o.Now()); ok {
+		c.log.Warn(PlaintextWarning, "server", c.serverDesc(), "suppressed", n)
+	}
+}
+
+// PlaintextWarning is what the log and `gatewayd check` say about tls = false.
+const PlaintextWarning = "plaintext MQTT: the device password and every reading travel in clear; " +
+	"the password never changes, so anyone who captures it once can impersonate this device for good"
