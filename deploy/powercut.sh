@@ -11,8 +11,14 @@ src=${LAZYFS_SRC:-../shared/tools/lazyfs}
 cache=${LAZYFS_CACHE:-/var/cache/gatewayd-ci}
 
 fail() { echo "FAIL powercut: $*"; exit 1; }
-[ "$(id -u)" = 0 ] || fail "needs root (LazyFS mounts a FUSE file system; apt-get for its build)"
-[ -c /dev/fuse ] || fail "no /dev/fuse on this machine"
+# Without root or FUSE: say so; a failure only in CI (CI=true).
+skip() {
+	if [ "${CI:-}" = true ]; then fail "$*"; fi
+	echo "SKIP powercut: $* (not run)"
+	exit 0
+}
+[ "$(id -u)" = 0 ] || skip "needs root (LazyFS mounts a FUSE file system; apt-get for its build)"
+[ -c /dev/fuse ] || skip "no /dev/fuse on this machine"
 [ -f "$src/build.sh" ] || fail "LazyFS source not found in $src (set LAZYFS_SRC)"
 
 # LazyFS: built once per version of its source, build script and patch.

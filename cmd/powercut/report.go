@@ -43,6 +43,7 @@ type Summary struct {
 	Unassigned  int
 	Unparsed    int // iotsim lines with a value that could not be read
 	MustTotal   int
+	SetAside    int // buffer files gatewayd set aside as corrupt
 }
 
 // Summarise folds the accounting into one row per scenario.
@@ -74,6 +75,7 @@ func Summarise(lives []*Life, res Result) Summary {
 		if l.Failed != "" {
 			sm.Failed = append(sm.Failed, fmt.Sprintf("life %d (%s): %s", l.N, l.Scenario, l.Failed))
 		}
+		sm.SetAside += l.SetAside
 		if l.SetAside > 0 {
 			r.notes = append(r.notes, fmt.Sprintf("life %d: %d file(s) set aside as corrupt", l.N, l.SetAside))
 		}
@@ -172,7 +174,8 @@ func (sm Summary) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %-15s %s\n", r.name+":", r.what)
 		}
 	}
-	fmt.Fprintf(w, "  readings settled before a cut (must survive): %d; duplicates: all from acks not yet journaled at a cut, unless listed below\n", sm.MustTotal)
+	fmt.Fprintf(w, "  readings settled before a cut (must survive): %d; buffer files set aside as corrupt: %d\n", sm.MustTotal, sm.SetAside)
+	fmt.Fprintln(w, "  duplicates: each from an ack not yet journaled at a cut, unless listed below")
 	if sm.Total.window > 0 {
 		fmt.Fprintf(w, "  lost within the window: readings taken after the last scrape that two durable commits settled before the cut, at most %v before it\n",
 			sm.Total.maxWin.Round(time.Millisecond))
