@@ -6,6 +6,9 @@
 #   make ci-deploy   unit verify + security exposure, the daemon's syscalls vs
 #                    the unit's filter, ARM e2e under qemu, .deb install into
 #                    a throwaway root, armv7 size
+#   make ci-systemd  the amd64 .deb installed in a Debian bookworm container
+#                    booted with systemd-nspawn (systemd as PID 1), every
+#                    behaviour of the unit checked; root only
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DIST    ?= dist
@@ -35,7 +38,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 NFPM := $(DIST)/.tools/nfpm
 NOTIFYLISTEN := $(DIST)/.tools/notifylisten
 
-.PHONY: build-arm build-native deb ci-deploy ci-unit ci-syscalls ci-arm ci-deb ci-size FORCE
+.PHONY: build-arm build-native deb ci-deploy ci-systemd ci-unit ci-syscalls ci-arm ci-deb ci-size FORCE
 
 build-arm: $(foreach f,$(ARM_FLAVOURS),$(DIST)/gatewayd-linux-$(f) $(DIST)/iotsim-linux-$(f))
 
@@ -79,6 +82,12 @@ deb: $(DIST)/gatewayd-linux-armv6 $(DIST)/gatewayd-linux-arm64 $(DIST)/gatewayd-
 # CI: every check prints PASS/FAIL lines; all run, the target fails if any did.
 ci-deploy: build-arm build-native deb
 	@deploy/ci/run.sh $(DIST)
+
+# The .deb under a real systemd (deploy/ci/systemd.sh): a debootstrap root
+# cached in /var/cache/gatewayd-ci, booted with systemd-nspawn. Root only;
+# without root or nspawn it says so, and fails when CI=true.
+ci-systemd: deb $(DIST)/iotsim-native
+	@deploy/ci/systemd.sh $(DIST)
 
 # The checks one by one, for local use.
 ci-unit: $(DIST)/gatewayd-linux-amd64

@@ -247,12 +247,6 @@ func (c *Client) setConn(cl mqtt.Client) {
 	c.mu.Unlock()
 }
 
-func (c *Client) currentConn() mqtt.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conn
-}
-
 func (c *Client) serverDesc() string {
 	if c.o.Platform == PlatformMQTT {
 		return c.o.Broker

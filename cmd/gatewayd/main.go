@@ -94,6 +94,7 @@ func commands() map[string]command {
 		"read":    {"read every configured sensor once and print the values (exit 1 if any failed)", cmdRead},
 		"scan":    {"probe an I2C bus and name the chips found", cmdScan},
 		"buffer":  {"inspect the buffer file: buffer stats | buffer export [--json] [--dead] | buffer requeue [--reason TEXT]", cmdBuffer},
+		"reload":  {"make the running daemon reread its config and wait for the outcome (the unit's ExecReload=)", cmdReload},
 		"sign":    {"print the MQTT CONNECT fields for the device (to debug sign-in problems)", cmdSign},
 		"status":  {"ask the running daemon how it is: sensors, connection, backlog, clock, watchdog (exit 1 if unhealthy)", cmdStatus},
 		"version": {"print the version", cmdVersion},

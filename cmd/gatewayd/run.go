@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,19 +56,29 @@ func cmdRun(ctx context.Context, a *app, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// The outcome of each SIGHUP, for `gatewayd reload` (see reload.go).
+	status := reloadStatus{dir: os.Getenv("RUNTIME_DIRECTORY")}
+	gen, outcome, detail := 0, "started", ""
 	for {
-		reload, err := runPipeline(ctx, a, cfg, hup)
+		ready := func(logger *slog.Logger) {
+			if err := status.write(gen, outcome, detail); err != nil {
+				logger.Warn("cannot report the reload's outcome to `gatewayd reload`", "err", err)
+			}
+		}
+		reload, err := runPipeline(ctx, a, cfg, hup, ready)
 		if err != nil || !reload {
 			return err
 		}
 		// SIGHUP: reread the file; keep the running config if the new one is
 		// invalid (a typo must not take a working gateway down).
+		gen++
 		next, err := loadConfig(a, cfg.File)
 		if err != nil {
 			newLogger(a.stderr, cfg.Log.Level).Error("reload refused: config invalid; keeping the running config", "err", err)
+			outcome, detail = "refused", err.Error()
 			continue
 		}
-		cfg = next
+		cfg, outcome, detail = next, "applied", ""
 	}
 }
 
@@ -83,18 +95,28 @@ type pipeline struct {
 	// For /status.
 	started                            time.Time
 	cfgFile, platform, server, bufPath string
+
+	// reloading is set when the pipeline stops for a SIGHUP; ready is
+	// called once it told systemd READY=1 (see notify).
+	reloading atomic.Bool
+	ready     func()
 }
 
 // Heartbeat bounds: each loop beats at least once a second while alive; a
 // loop silent this long is wedged, and the watchdog stops being fed.
 const heartbeatBound = 30 * time.Second
 
-// runPipeline runs until ctx is done (returns false) or SIGHUP (returns true).
-func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.Signal) (reload bool, err error) {
+// runPipeline runs until ctx is done (returns false) or SIGHUP (returns
+// true). ready, if not nil, is called once the pipeline runs and systemd
+// has been told READY=1.
+func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.Signal, ready func(*slog.Logger)) (reload bool, err error) {
 	logger := newLogger(a.stderr, cfg.Log.Level)
 	p, err := openPipeline(cfg, logger)
 	if err != nil {
 		return false, err
+	}
+	if ready != nil {
+		p.ready = func() { ready(logger) }
 	}
 	logger.Info("gatewayd started", "version", version, "config", cfg.File,
 		"sensors", len(cfg.Sensors), "platform", cfg.Uplink.Platform, "buffer", cfg.Path(cfg.Buffer.Path))
@@ -139,6 +161,7 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 	case <-ctx.Done():
 	case <-hup:
 		reload = true
+		p.reloading.Store(true)
 		logger.Info("SIGHUP: reloading the config")
 	case runErr = <-errs:
 		logger.Error("pipeline failed", "err", runErr)
@@ -152,7 +175,7 @@ func runPipeline(ctx context.Context, a *app, cfg *config.Config, hup <-chan os.
 	start := time.Now()
 	deadline, cancel := context.WithTimeout(context.Background(), shutdownBound)
 	defer cancel()
-	stopHealth() // STOPPING=1 to systemd
+	stopHealth() // STOPPING=1 to systemd, or RELOADING=1 (see notify)
 	sctx, cancelS := context.WithTimeout(deadline, sensorsStopShare)
 	if err := p.set.Close(sctx); err != nil {
 		logger.Error("sensors stopped with a wedged loop; the buffer's final commit goes ahead", "err", err)
@@ -188,7 +211,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	}
 	p := &pipeline{logger: logger, started: time.Now(), cfgFile: cfg.File, platform: cfg.Uplink.Platform, bufPath: cfg.Path(cfg.Buffer.Path)}
 	p.clk = clock.New(clock.Options{StateDir: clockStateDir(cfg), Logger: logger})
-	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: sdNotify})
+	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: p.notify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
 	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
@@ -223,6 +246,22 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 		p.server = uo.Broker
 	}
 	return p, nil
+}
+
+// notify passes the pipeline's sd_notify states to systemd, changed for a
+// reload: the old pipeline's stop is announced as RELOADING=1, not
+// STOPPING=1, which systemd takes for the whole service stopping (it would
+// then kill the reloaded daemon TimeoutStopSec later); and after the new
+// pipeline's READY=1 the reload's outcome is published (p.ready).
+func (p *pipeline) notify(state string) (bool, error) {
+	if p.reloading.Load() && strings.HasPrefix(state, "STOPPING=1") {
+		state = "RELOADING=1\nSTATUS=reloading the config"
+	}
+	sent, err := sdNotify(state)
+	if strings.HasPrefix(state, "READY=1") && p.ready != nil {
+		p.ready()
+	}
+	return sent, err
 }
 
 // close releases what openPipeline opened, on its error paths: sensors

@@ -263,11 +263,6 @@ func (m *mosquitto) start() error {
 
 func (m *mosquitto) stop() { m.p.stop(syscall.SIGTERM, 5*time.Second) }
 
-func (m *mosquitto) restart() error {
-	m.stop()
-	return m.start()
-}
-
 // metrics scrapes gatewayd's /metrics and sums each metric over its labels.
 func metrics(addr string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

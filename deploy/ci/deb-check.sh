@@ -101,8 +101,8 @@ live_script() { # SCRIPT NAME EXPECT-REGEX FORBID-REGEX CONFIG? ACTIVE? ARGS...
 	fi
 }
 live_script postinst first-install-no-config \
-	'useradd .*--system.*gatewayd;groupadd --system i2c;usermod --append --groups i2c gatewayd;groupadd --system gpio;usermod --append --groups gpio gatewayd;udevadm trigger --subsystem-match=i2c-dev --subsystem-match=gpio;systemctl daemon-reload;systemctl enable gatewayd.service gatewayd.path;systemctl start gatewayd.path;' \
-	';systemctl start gatewayd.service|restart' no no configure ''
+	'useradd .*--system.*gatewayd;groupadd --system i2c;usermod --append --groups i2c gatewayd;udevadm trigger --subsystem-match=i2c-dev;systemctl daemon-reload;systemctl enable gatewayd.service gatewayd.path;systemctl start gatewayd.path;' \
+	';systemctl start gatewayd.service|restart|gpio' no no configure ''
 live_script postinst first-install-with-config \
 	'systemctl start gatewayd.path;.*systemctl start gatewayd.service;' 'restart' yes no configure ''
 live_script postinst upgrade-running \
@@ -116,7 +116,8 @@ live_script postrm remove '^systemctl daemon-reload;$' '' yes no remove
 
 # --- Install into a throwaway root ---------------------------------------------
 # A minimal root: dpkg's database, and the account files useradd edits. The
-# i2c and gpio groups exist as on Raspberry Pi OS.
+# i2c and gpio groups exist as on Raspberry Pi OS; gatewayd is in gpio, as
+# an earlier version of the package put it (upgrades take that away).
 mkroot() {
 	local r=$1 groups=$2
 	mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates" "$r/etc"
@@ -133,7 +134,7 @@ mkroot() {
 dpkg_root() { dpkg --root="$1" --force-script-chrootless --force-depends "${@:2}"; }
 
 root=$tmp/root
-mkroot "$root" $'i2c:x:998:\ngpio:x:997:pi\n'
+mkroot "$root" $'i2c:x:998:\ngpio:x:997:pi,gatewayd\n'
 if dpkg_root "$root" -i "$deb" >"$tmp/install.log" 2>&1; then
 	pass "deb: dpkg -i into a throwaway root"
 else
@@ -158,10 +159,12 @@ else
 	fail "deb: gatewayd user wrong or missing: '$user'"
 fi
 grep -q '^gatewayd:' "$root/etc/group" || fail "deb: no gatewayd group"
-for g in i2c gpio; do
-	grep -q "^$g:.*[:,]gatewayd\(,\|$\)" "$root/etc/group" || fail "deb: gatewayd not in group $g: $(grep "^$g:" "$root/etc/group")"
-done
-grep -q '^gpio:.*pi' "$root/etc/group" || fail "deb: postinst lost existing gpio members"
+grep -q "^i2c:.*[:,]gatewayd\(,\|$\)" "$root/etc/group" || fail "deb: gatewayd not in group i2c: $(grep "^i2c:" "$root/etc/group")"
+# No GPIO access: nothing in gatewayd drives a pin.
+if grep -q "^gpio:.*[:,]gatewayd\(,\|$\)" "$root/etc/group"; then
+	fail "deb: gatewayd still in group gpio: $(grep "^gpio:" "$root/etc/group")"
+fi
+grep -q '^gpio:x:997:pi$' "$root/etc/group" || fail "deb: postinst lost other gpio members: $(grep "^gpio:" "$root/etc/group")"
 for l in multi-user.target.wants/gatewayd.service paths.target.wants/gatewayd.path; do
 	[ -L "$root/etc/systemd/system/$l" ] || fail "deb: not enabled: /etc/systemd/system/$l missing"
 done
@@ -206,19 +209,18 @@ else
 	sed 's/^/     /' "$tmp/purge.log"
 fi
 
-# A board without i2c/gpio groups (not Raspberry Pi OS): the groups are
-# created (SupplementaryGroups= would fail otherwise) as system groups.
+# A board without an i2c group (not Raspberry Pi OS): it is created
+# (SupplementaryGroups= would fail otherwise) as a system group; no gpio.
 root2=$tmp/root2
 mkroot "$root2" ""
 if dpkg_root "$root2" -i "$deb" >"$tmp/install2.log" 2>&1 && grep -q '^gatewayd:' "$root2/etc/passwd"; then
-	for g in i2c gpio; do
-		IFS=: read -r _ _ gid members <<<"$(grep "^$g:" "$root2/etc/group")"
-		[ -n "$gid" ] && [ "$gid" -lt 1000 ] && [ "$members" = gatewayd ] ||
-			fail "deb: group $g not created as a system group with gatewayd: '$(grep "^$g:" "$root2/etc/group")'"
-	done
-	pass "deb: installs where the i2c and gpio groups do not exist: $(grep -E '^(i2c|gpio):' "$root2/etc/group" | tr '\n' ' ')"
+	IFS=: read -r _ _ gid members <<<"$(grep "^i2c:" "$root2/etc/group")"
+	[ -n "$gid" ] && [ "$gid" -lt 1000 ] && [ "$members" = gatewayd ] ||
+		fail "deb: group i2c not created as a system group with gatewayd: '$(grep "^i2c:" "$root2/etc/group")'"
+	! grep -q '^gpio:' "$root2/etc/group" || fail "deb: a gpio group was created"
+	pass "deb: installs where the i2c group does not exist: $(grep -E '^(i2c|gpio):' "$root2/etc/group" | tr '\n' ' ')"
 else
-	fail "deb: install without i2c/gpio groups failed:"
+	fail "deb: install without an i2c group failed:"
 	sed 's/^/     /' "$tmp/install2.log"
 fi
 

@@ -194,7 +194,7 @@ func TestWatchdogNotFedWhenUplinkWedged(t *testing.T) {
 	}
 
 	// The uplink recovers: fed again.
-	uplink = beat(h, "uplink", 20*time.Millisecond)
+	defer beat(h, "uplink", 20*time.Millisecond).Stop()
 	ns.waitFor(t, 2*time.Second, func(m string) bool { return m == "WATCHDOG=1" })
 
 	cancel()
