@@ -74,7 +74,7 @@ func New(o Options, src reading.Source) (*Client, error) {
 		inbound: make(chan inboundMsg, 256),
 		jobs:    make(chan job, 8),
 	}
-	c.win = newWindow(opts.MaxMessagesPerSecond, time.Second+windowGuard)
+	c.win = newWindow(opts.MaxMessagesPerSecond, windowGuard)
 	if opts.Platform == PlatformMQTT {
 		c.p = &plainMQTT{o: &c.o, newID: c.newID}
 	} else {

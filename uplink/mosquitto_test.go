@@ -205,3 +205,45 @@ func TestMQTTStalledAndRestartedBroker(t *testing.T) {
 		t.Fatal(v)
 	}
 }
+
+// The plain-MQTT path coalesces a round like the platform path: with a
+// topic without {sensor}, three sensors sampled together are one message
+// (a JSON array of their nine values) per round.
+func TestMQTTCoalescedRounds(t *testing.T) {
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{})
+	sub := subscribe(t, "tcp://"+m.Addr, nil, "gw/#", nil)
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Topic: "gw/{device}",
+		MaxDelay: 150 * time.Millisecond, Logger: log}, src)
+	stop := run(t, c)
+	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
+		t.Fatal("not connected")
+	}
+	const rounds = 3
+	for r := 0; r < rounds; r++ {
+		at := time.Now()
+		for i, sensor := range []string{"air1", "air2", "air3"} {
+			src.Add(bme(sensor, at.Add(time.Duration(i)*time.Millisecond), float64(r)))
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	if !testutil.Eventually(5*time.Second, func() bool { left, _, _, _ := src.Counts(); return left == 0 && len(sub.messages()) >= rounds }) {
+		t.Fatalf("not drained: %+v", c.Stats())
+	}
+	stop()
+	msgs := sub.messages()
+	if len(msgs) != rounds {
+		t.Fatalf("%d messages for %d rounds", len(msgs), rounds)
+	}
+	for _, msg := range msgs {
+		var vs []map[string]any
+		if err := json.Unmarshal(msg.Payload(), &vs); err != nil || len(vs) != 9 || msg.Topic() != "gw/"+dn {
+			t.Fatalf("message on %s: %s (%v)", msg.Topic(), msg.Payload(), err)
+		}
+	}
+	if st := c.Stats(); st.AckedMessages != rounds || st.MessagesPerSample() > 0.34 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -32,14 +32,20 @@ type window struct {
 	count int
 }
 
-// newWindow returns a limiter for perSecond events per window; nil (no
-// limit) when perSecond <= 0.
-func newWindow(perSecond float64, span time.Duration) *window {
+// newWindow returns a limiter for perSecond events in any second, with
+// guard added to the window; nil (no limit) when perSecond <= 0. A
+// fractional rate is rounded down (2.5 -> 2 per second); below 1 it is one
+// event per 1/perSecond seconds (0.5 -> one per 2 s).
+func newWindow(perSecond float64, guard time.Duration) *window {
 	if perSecond <= 0 {
 		return nil
 	}
+	span := time.Second
+	if perSecond < 1 {
+		span = time.Duration(float64(time.Second) / perSecond)
+	}
 	m := max(1, int(math.Floor(perSecond)))
-	return &window{span: span, max: m, n: float64(m), ring: make([]time.Time, m)}
+	return &window{span: span + guard, max: m, n: float64(m), ring: make([]time.Time, m)}
 }
 
 // kthRecent returns the k-th most recent event time (k >= 1), or zero

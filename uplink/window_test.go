@@ -23,7 +23,7 @@ func TestWindowTable(t *testing.T) {
 		{"one per span", 1, []time.Duration{0, ms(1), ms(1099), ms(1100), ms(2199), ms(2200)}, "ynnyny"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWindow(float64(tc.n), time.Second+windowGuard)
+			w := newWindow(float64(tc.n), windowGuard)
 			got := ""
 			for _, d := range tc.tries {
 				if w.take(base.Add(d), 0) {
@@ -44,7 +44,7 @@ func TestWindowTable(t *testing.T) {
 func TestWindowNeverOverfills(t *testing.T) {
 	const n = 5
 	span := time.Second + windowGuard
-	w := newWindow(n, span)
+	w := newWindow(n, windowGuard)
 	base := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
 	var allowed []time.Time
 	at := base
@@ -68,12 +68,19 @@ func TestWindowNeverOverfills(t *testing.T) {
 		}
 	}
 	// The backlog's reserve keeps the last slot of a window for live data.
-	r := newWindow(3, span)
+	r := newWindow(3, windowGuard)
 	if !r.take(base, 1) || !r.take(base, 1) || r.take(base, 1) || !r.take(base, 0) || r.take(base, 0) {
 		t.Fatal("reserve 1 of 3: want two backlog events, then only a live one")
 	}
-	if one := newWindow(1, span); !one.take(base, 1) {
+	if one := newWindow(1, windowGuard); !one.take(base, 1) {
 		t.Fatal("a limit of 1 must not be reserved away")
+	}
+	// Below one per second: one per 1/rate seconds; fractions round down.
+	if h := newWindow(0.5, windowGuard); !h.take(base, 0) || h.take(base.Add(2*time.Second), 0) || !h.take(base.Add(2100*time.Millisecond), 0) {
+		t.Fatal("0.5 per second: want one event per 2.1 s")
+	}
+	if f := newWindow(2.5, windowGuard); f.max != 2 || f.span != span {
+		t.Fatalf("2.5 per second: %d per %v", f.max, f.span)
 	}
 	// A 429 halves the limit; successes bring it back.
 	w.halve()
@@ -86,7 +93,7 @@ func TestWindowNeverOverfills(t *testing.T) {
 	if w.current() != n {
 		t.Fatalf("after growing: %d", w.current())
 	}
-	if newWindow(-1, span) != nil || !(*window)(nil).take(base, 0) {
+	if newWindow(-1, windowGuard) != nil || !(*window)(nil).take(base, 0) {
 		t.Fatal("a negative rate must mean unlimited")
 	}
 }

@@ -12,22 +12,24 @@ import (
 	"gatewayd/internal/iotsim"
 )
 
-// key identifies a reading across the wire and the buffer file: the
-// property (distinct per sensor and measurement) and the time it was taken,
-// in ms. An emulated sensor sampled every 200 ms never repeats the pair.
+// key identifies a value across the wire and the buffer file: the property
+// (distinct per sensor and measurement) and the time its sample was taken,
+// in ms. An emulated sensor sampled every 200 ms never repeats the pair, so
+// the key is exact: it names one (sample, measurement). In-process trials
+// use (sample ID, measurement) itself (inproc.go).
 type key struct {
 	prop string
 	ms   int64
 }
 
-// ledger accounts for every reading of one fault trial.
+// ledger accounts for every value of one fault trial.
 type ledger struct {
 	mu        sync.Mutex
 	delivered map[key]int // times the far end accepted it
 	remaining map[key]bool
 	dead      map[key]bool
-	taken     float64 // gatewayd_readings_taken_total at cutoff (summed over lifetimes)
-	drops     float64 // gatewayd_buffer_drops_total (the buffer's own bound/disk policy, counted)
+	taken     float64 // values: gatewayd_readings_taken_total (samples) × 3 at cutoff, summed over lifetimes
+	drops     float64 // values: gatewayd_buffer_drops_total (samples) × 3 (the buffer's own bound/disk policy, counted)
 	cutoff    time.Time
 	known     map[key]bool // readings known to exist from a buffer export (corrupt-file trial)
 }

@@ -180,7 +180,7 @@ func (h *harness) backlog() error {
 		tDrain.Fail(drain)
 	} else {
 		week := took.Seconds() * 7 / float64(days)
-		tDrain.Set(week, fmt.Sprintf("%d values (%d days) drained in %v from exec, %d posts, %s values per post", len(keys), days,
+		tDrain.Set(week, fmt.Sprintf("%d values (%d day(s)) drained in %v from exec, %d posts, %s values per post", len(keys), days,
 			took.Round(100*time.Millisecond), posts, measure.Num(float64(len(got))/float64(max(posts, 1)))))
 	}
 	t429.Set(float64(throttled), fmt.Sprintf("%d posts; busiest sliding second at iotsim %d publishes (%d posts); %d publishes beyond the window",

@@ -32,7 +32,8 @@ const (
 
 // costSizes scales the cost part.
 type costSizes struct {
-	Warmup       time.Duration // before any window: start-up excluded
+	Warmup       time.Duration // before the 10 readings/s and 10 s windows: start-up excluded
+	SeedWarmup   time.Duration // before the seed-rate window (node's JIT settles slowly at 0.6 calls/s)
 	CPUWindow    time.Duration // CPU and RSS at 10 readings/s
 	StraceWindow time.Duration // strace -c -f at 10 readings/s (the issue: 20 s)
 	SeedWindow   time.Duration // CPU-seconds per day at the seed's rate
@@ -230,8 +231,8 @@ func (h *harness) cost() error {
 			"`max_delay` 1 s, `max_messages_per_second` 20) and `node seed.js` (npm %s, the seed article's client minus its per-packet console.log, "+
 			"3 sensors, one QoS 1 post per sensor per interval). Delivered = readings that reached iotsim in the window (gatewayd: distinct "+
 			"samples among accepted values; seed: posts). CPU = on-CPU time of all threads from /proc/PID/task/*/schedstat (ns; "+
-			"/proc/PID/stat ticks if a thread exited) over the window after a %v warm-up, so start-up is excluded. "+
-			"RSS: VmRSS every second (median / max), VmHWM = peak of the whole life.", seedVersion, cz.Warmup),
+			"/proc/PID/stat ticks if a thread exited) over the window after a warm-up (%v; %v at the seed's rate, where node's JIT "+
+			"settles slowly), so start-up is excluded. RSS: VmRSS every second (median / max), VmHWM = peak of the whole life.", seedVersion, cz.Warmup, cz.SeedWarmup),
 		head: []string{"run", "client", "window", "readings delivered", "CPU in window", "CPU per reading", "CPU per day", "RSS median / max", "peak RSS (VmHWM)"},
 	}
 	h.report.add(s)
@@ -353,7 +354,7 @@ func (h *harness) costSeedRate(c *costSim, row func(string, *costSide, windowRes
 		return err
 	}
 	defer node.p.stop(syscall.SIGTERM, 5*time.Second)
-	if !h.sleep(cz.Warmup) {
+	if !h.sleep(cz.SeedWarmup) {
 		return h.ctx.Err()
 	}
 	ws, err := h.window(c, cz.SeedWindow, gw, node)
@@ -407,8 +408,9 @@ func (h *harness) costRound(c *costSim, row func(string, *costSide, windowResult
 	tRSS.Set(float64(ws[0].end.HWM)/(1<<20), fmt.Sprintf("at the end %s anonymous + %s file-backed (%s); steady median %s",
 		measure.MiB(ws[0].end.Anon), measure.MiB(ws[0].end.File), measure.MappingsString(ws[0].maps, 3), measure.MiB(ws[0].rss.Median())))
 	if m, err := metrics(gw.health); err == nil {
-		note(fmt.Sprintf("3 BME280s at 10 s: gatewayd's own metrics over its life: %s messages sent, %s samples taken",
-			measure.Num(m["gatewayd_messages_sent_total"]), measure.Num(m["gatewayd_readings_taken_total"])))
+		note(fmt.Sprintf("3 BME280s at 10 s: gatewayd's own metrics over its life: %s messages sent, %s samples taken, "+
+			"`gatewayd_messages_per_reading` %s (data messages per acknowledged sample)",
+			measure.Num(m["gatewayd_messages_sent_total"]), measure.Num(m["gatewayd_readings_taken_total"]), measure.Num(m["gatewayd_messages_per_reading"])))
 	}
 	return nil
 }
@@ -436,7 +438,7 @@ func (h *harness) costOutage(note func(string)) error {
 	t.sim.SetOutage(true)
 	h.sleep(cz.Outage)
 	m, _ := t.metrics()
-	depth := m["gatewayd_buffer_depth"]
+	depth := m["gatewayd_buffer_values"]
 	t.sim.SetOutage(false)
 	took, ok := t.drained(h.sz.RecoverBound)
 	h.sleep(2 * time.Second)

@@ -25,13 +25,15 @@ func (h *harness) faults() error {
 	s := &section{
 		title: "Reliability: faults",
 		method: fmt.Sprintf("Each row is a trial this command ran against the real gatewayd binary (3 emulated BME280s sampled every %v, "+
-			"group commit 1 s) unless it says \"in-process\". A reading is identified by its property (distinct per sensor and "+
-			"measurement) and the time it was taken (ms). *taken* is gatewayd's own `gatewayd_readings_taken_total` (samples) × 3 readings per sample, scraped just "+
-			"before each graceful stop (summed over restarts); every reading stamped by then must be *delivered* (accepted by iotsim, "+
+			"group commit 1 s) unless it says \"in-process\". Every count is of *values* (a BME280 sample holds 3), each accounted for by "+
+			"its identity: (property, time in ms) on the wire and in the buffer file (exact: the property names the sensor and "+
+			"measurement, and a sensor never takes two samples in one ms), (sample ID, measurement) in the in-process trials. "+
+			"*taken* is gatewayd's own `gatewayd_readings_taken_total` (samples) × 3, scraped just "+
+			"before each graceful stop (summed over restarts); every value stamped by then must be *delivered* (accepted by iotsim, "+
 			"or seen on the broker by a subscriber), *still buffered* (`buffer export` of the file afterwards) or *set aside* "+
 			"(dead letter, visible in the export). *lost* = taken − those; *dropped* is the buffer's own counted drop "+
-			"(`gatewayd_buffer_drops_total`, disk-full/size policy). *duplicates* = extra acceptances of a reading already accepted. "+
-			"*recovered* = the backlog drained (oldest unsent reading back to live) within %v after the fault ended.",
+			"(`gatewayd_buffer_drops_total` samples × 3, disk-full/size policy). *duplicates* = extra acceptances of a value already accepted. "+
+			"*recovered* = the backlog drained (oldest unsent sample back to live) within %v after the fault ended.",
 			h.sz.SampleEvery, h.sz.RecoverBound),
 		head: []string{"fault", "trials", "taken", "delivered", "duplicates", "still buffered", "set aside", "dropped (counted)", "lost", "recovered", "what happened"},
 	}
@@ -124,7 +126,7 @@ func (h *harness) faultOutage(s *section) error {
 	t.sim.SetOutage(true)
 	h.sleep(h.sz.Outage)
 	m, _ := t.metrics()
-	depth := m["gatewayd_buffer_depth"]
+	depth, values := m["gatewayd_buffer_depth"], m["gatewayd_buffer_values"]
 	t.sim.SetOutage(false)
 	took, ok := t.drained(h.sz.RecoverBound)
 	h.sleep(time.Second)
@@ -133,8 +135,8 @@ func (h *harness) faultOutage(s *section) error {
 	}
 	tl := t.led.tally()
 	faultRow(s, "platform outage of "+h.scaled(h.sz.Outage, "small run")+" while sampling (iotsim drops the link and refuses logins with CONNACK 3)",
-		"1", tl, ok, fmt.Sprintf("%.0f readings buffered at the end of the outage; backlog drained %v after the platform returned (reconnect backoff included)",
-			depth, took.Round(100*time.Millisecond)))
+		"1", tl, ok, fmt.Sprintf("%.0f samples (%.0f values) buffered at the end of the outage; backlog drained %v after the platform returned (reconnect backoff included)",
+			depth, values, took.Round(100*time.Millisecond)))
 	return nil
 }
 
@@ -160,7 +162,7 @@ func (h *harness) fault429(s *section) error {
 	tl := t.led.tally()
 	faultRow(s, fmt.Sprintf("platform answers 429 (iotsim rate limit 1 message/s for %v)", h.sz.FaultWindow), "1", tl,
 		ok && m["gatewayd_throttled_total"] > 0,
-		fmt.Sprintf("%.0f 429 replies; readings released and resent; backlog drained %v after the limit was lifted",
+		fmt.Sprintf("%.0f 429 replies; samples released and resent; backlog drained %v after the limit was lifted",
 			m["gatewayd_throttled_total"], took.Round(100*time.Millisecond)))
 	return nil
 }
@@ -192,7 +194,7 @@ func (h *harness) fault460(s *section) error {
 		return err
 	}
 	tl := t.led.tally()
-	// Only s2_pressure readings may have been set aside.
+	// Only s2_pressure values may have been set aside.
 	other := 0
 	for k := range t.led.dead {
 		if k.prop != refused {
@@ -201,7 +203,7 @@ func (h *harness) fault460(s *section) error {
 	}
 	faultRow(s, fmt.Sprintf("platform answers 460 to every post holding %s for %v", refused, h.sz.FaultWindow), "1", tl,
 		ok && other == 0,
-		fmt.Sprintf("posts halved until the refused readings stood alone: %d %s readings set aside as dead letters (by design), "+
+		fmt.Sprintf("posts halved until the refused values stood alone: %d %s values set aside as dead letters (by design), "+
 			"%d others set aside; drained %v after", tl.dead, refused, other, took.Round(100*time.Millisecond)))
 	return nil
 }
@@ -265,12 +267,14 @@ func (h *harness) faultBlackhole(s *section) error {
 	return nil
 }
 
-var kill9Line = regexp.MustCompile(`(\d+) kills; (\d+) readings delivered; (\d+) committed at some kill, all delivered; (\d+) found in the file at a kill already delivered \(in flight\); (\d+) delivered more than once`)
+// kill9Line is the test's summary; its counts other than samples are values
+// (identified by property and time).
+var kill9Line = regexp.MustCompile(`(\d+) kills; (\d+) samples, (\d+) values delivered; (\d+) committed at some kill, all delivered; (\d+) found in the file at a kill already delivered \(in flight\); (\d+) delivered more than once`)
 
 // faultKill9 reuses e2e's TestKill9EndToEnd (the buffer engineer's): 29
 // SIGKILLs of the real gatewayd per run at random points (ingesting with
 // the link up, with the platform down, while draining), then every
-// committed reading must reach iotsim and every duplicate must have been
+// committed value must reach iotsim and every duplicate must have been
 // in flight at a kill. The test fails if either does not hold.
 func (h *harness) faultKill9(s *section) error {
 	n := h.sz.Kill9Count
@@ -285,9 +289,9 @@ func (h *harness) faultKill9(s *section) error {
 	var kills, delivered, committed, dups int
 	for _, m := range ms {
 		k, _ := strconv.Atoi(m[1])
-		d, _ := strconv.Atoi(m[2])
-		c, _ := strconv.Atoi(m[3])
-		u, _ := strconv.Atoi(m[5])
+		d, _ := strconv.Atoi(m[3])
+		c, _ := strconv.Atoi(m[4])
+		u, _ := strconv.Atoi(m[6])
 		kills, delivered, committed, dups = kills+k, delivered+d, committed+c, dups+u
 	}
 	lost := "0"
@@ -296,7 +300,7 @@ func (h *harness) faultKill9(s *section) error {
 	}
 	s.row(fmt.Sprintf("SIGKILL of gatewayd at random points (e2e's TestKill9EndToEnd, %d run(s))", len(ms)), kills,
 		fmt.Sprintf("%d committed at a kill", committed), delivered, dups, "0", "0", "0", lost, yesNo(err == nil),
-		"loss is judged against what was committed in the file at each kill (readings in the 200 ms commit window die with the process, by design); "+
+		"loss is judged against what was committed in the file at each kill (values in the 200 ms commit window die with the process, by design); "+
 			"each duplicate was in the file at a kill though already accepted (the ack not yet committed)")
 	return nil
 }
@@ -369,7 +373,7 @@ func (h *harness) faultDiskFull(s *section) error {
 		return err
 	}
 	tl := t.led.tally()
-	how := fmt.Sprintf("4 MiB tmpfs filled to the last 32 KiB with the platform down, full for %v: %.0f readings dropped by policy and counted "+
+	how := fmt.Sprintf("4 MiB tmpfs filled to the last 32 KiB with the platform down, full for %v: %.0f samples dropped by policy and counted "+
 		"(drops seen: %v); gatewayd kept running: %v; space freed and platform back: drained in %v",
 		fullFor.Round(time.Second), m["gatewayd_buffer_drops_total"], dropped, alive, took.Round(100*time.Millisecond))
 	faultRow(s, "disk full (small tmpfs under the buffer)", "1", tl, ok && alive && tl.lost <= tl.drops, how)
@@ -454,8 +458,8 @@ func (h *harness) corruptOne(s *section, name string, damage func(*os.File, int6
 		return fmt.Errorf("inspect the buffer after the corrupt trial: %w", err)
 	}
 	faultRow(s, "corrupt buffer file: "+name, "1", tl, ok,
-		fmt.Sprintf("%d readings were in the file when it was damaged, %d of them delivered after the restart; file set aside as %s: %v; "+
-			"salvaged record by record: %d, unrecoverable (on damaged pages): %d; the restarted daemon ran on and drained in %v",
+		fmt.Sprintf("%d values were in the file when it was damaged, %d of them delivered after the restart; file set aside as %s: %v; "+
+			"salvaged record by record: %d samples, unrecoverable (on damaged pages): %d samples; the restarted daemon ran on and drained in %v",
 			len(pending), before, "`.corrupt-*`", len(aside) > 0, st.Salvaged, st.Unrecoverable, took.Round(100*time.Millisecond)),
 		"(on damaged pages of the set-aside file: not salvageable)")
 	return nil

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gatewayd/buffer"
 )
 
 func TestParseBench(t *testing.T) {
@@ -146,5 +149,68 @@ func TestSensorFaultTrial(t *testing.T) {
 	}
 	if !strings.Contains(row[10], "s1 took 0 samples while gone") {
 		t.Errorf("the vanished sensor kept sampling: %s", row[10])
+	}
+}
+
+// The SIGKILL row reads e2e's summary line; a change of its wording must
+// fail here, not silently drop the row.
+func TestKill9Line(t *testing.T) {
+	line := "crash_test.go:291: 29 kills; 1225 samples, 3675 values delivered; 720 committed at some kill, all delivered; " +
+		"12 found in the file at a kill already delivered (in flight); 9 delivered more than once"
+	m := kill9Line.FindStringSubmatch(line)
+	if m == nil || m[1] != "29" || m[3] != "3675" || m[4] != "720" || m[6] != "9" {
+		t.Errorf("kill9Line on %q: %q", line, m)
+	}
+	src, err := os.ReadFile("../../e2e/crash_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), `"%d kills; %d samples, %d values delivered; %d committed at some kill, all delivered; "+`) {
+		t.Error("e2e's TestKill9EndToEnd no longer prints the line kill9Line reads")
+	}
+}
+
+// The generated backlog holds exactly the issue's week: 3 BME280s every
+// 10 s for 7 days = 181,440 samples, 544,320 values, every one with its own
+// identity, all stored in the file.
+func TestGenBacklog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	end := time.Now()
+	keys, err := genBacklog(context.Background(), path, 1, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 8640*3*3 {
+		t.Errorf("a day: %d distinct values, want %d", len(keys), 8640*3*3)
+	}
+	st, err := buffer.Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Depth != 8640*3 || st.Values != 8640*3*3 {
+		t.Errorf("file holds %d samples, %d values; want %d, %d", st.Depth, st.Values, 8640*3, 8640*3*3)
+	}
+	if !keys[key{"s2_pressure", end.Add(-10 * time.Second).UnixMilli()}] || keys[key{"s2_pressure", end.UnixMilli()}] {
+		t.Error("the backlog should end one round before end")
+	}
+}
+
+// The targets table counts what was met, and a figure that was never
+// measured is never "met".
+func TestTargetTable(t *testing.T) {
+	r := &report{}
+	a := r.target("syscalls per reading at 10 readings/s", 12, "", "cmd a")
+	b := r.target("CPU per delivered reading at 10 readings/s", 1.0/3, "", "cmd b")
+	r.target("peak RSS (VmHWM) at 10 readings/s", 12, "MiB", "cmd c") // never measured
+	a.Set(13, "13 calls")
+	b.Set(0.3, "ratio")
+	md := r.markdown()
+	for _, want := range []string{"(1 of 3 met)", "| 13 | **not met** | 13 calls | `cmd a` |", "**not measured**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if i, j := strings.Index(md, "CPU per delivered"), strings.Index(md, "syscalls per reading"); i < 0 || j < 0 || i > j {
+		t.Error("targets are not in the issue's order")
 	}
 }

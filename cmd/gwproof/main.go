@@ -41,8 +41,8 @@ type sizes struct {
 
 var full = sizes{
 	Name: "full",
-	Cost: costSizes{Warmup: 15 * time.Second, CPUWindow: 60 * time.Second, StraceWindow: 20 * time.Second,
-		SeedWindow: 180 * time.Second, RoundWindow: 180 * time.Second, Outage: 15 * time.Second, SlidingN: 4,
+	Cost: costSizes{Warmup: 15 * time.Second, SeedWarmup: 60 * time.Second, CPUWindow: 60 * time.Second, StraceWindow: 20 * time.Second,
+		SeedWindow: 300 * time.Second, RoundWindow: 180 * time.Second, Outage: 15 * time.Second, SlidingN: 4,
 		BacklogDays: 7, DrainBound: 15 * time.Minute},
 	DrainTimes: 10, SDTimes: 12, StartTrials: 10,
 	Fleet: 500, FleetDown: 20 * time.Second,
@@ -55,7 +55,7 @@ var small = sizes{
 	Name: "small",
 	// The strace window and the outage are the 15-20 s, not
 	// scaled; the other windows are shorter and the backlog is one day.
-	Cost: costSizes{Warmup: 5 * time.Second, CPUWindow: 20 * time.Second, StraceWindow: 20 * time.Second,
+	Cost: costSizes{Warmup: 10 * time.Second, SeedWarmup: 30 * time.Second, CPUWindow: 20 * time.Second, StraceWindow: 20 * time.Second,
 		SeedWindow: 60 * time.Second, RoundWindow: 60 * time.Second, Outage: 15 * time.Second, SlidingN: 4,
 		BacklogDays: 1, DrainBound: 3 * time.Minute},
 	DrainTimes: 1, SDTimes: 12, StartTrials: 3,

@@ -27,7 +27,8 @@ type trial struct {
 
 const simSensors = 3
 
-// readingsPerSample: a BME280 sample holds temperature, humidity, pressure.
+// readingsPerSample: a BME280 sample holds three values (temperature,
+// humidity, pressure).
 const readingsPerSample = 3
 
 // newSimTrial starts iotsim on a free port and writes gatewayd's config.
@@ -102,9 +103,10 @@ func (t *trial) stop() error {
 		return fmt.Errorf("%s: %w: %s", t.name, err, t.gw.Stderr())
 	}
 	t.led.mu.Lock()
-	// The counter counts samples; a BME280 sample is three readings.
+	// Both counters count samples; the ledger counts values, and a
+	// BME280 sample holds three.
 	t.led.taken += m["gatewayd_readings_taken_total"] * readingsPerSample
-	t.led.drops += m["gatewayd_buffer_drops_total"]
+	t.led.drops += m["gatewayd_buffer_drops_total"] * readingsPerSample
 	t.led.cutoff = time.Now()
 	t.led.mu.Unlock()
 	ok := t.gw.stop(syscall.SIGTERM, 15*time.Second)

@@ -141,7 +141,11 @@ func Round(v, res float64) float64 {
 	if res <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return v
 	}
-	return math.Round(v/res) * res
+	r := math.Round(v/res) * res
+	if math.IsInf(r, 0) || math.IsNaN(r) {
+		return v // v/res overflowed: a resolution too fine to round at
+	}
+	return r
 }
 
 // Digits returns how many decimal places res has (2 for 0.01, 0 for 1 or 0).

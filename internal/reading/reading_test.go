@@ -16,6 +16,7 @@ func TestFormat(t *testing.T) {
 		{21.0625, 0.0625, "21.0625"},
 		{12, 0, "12.0"},
 		{1e21, 0, "1000000000000000000000.0"},
+		{1e10, 1e-300, "10000000000.0"}, // v/res overflows: full precision, never +Inf
 	} {
 		if got := string(Format(nil, c.v, c.res)); got != c.want {
 			t.Errorf("Format(%v, %v) = %s, want %s", c.v, c.res, got, c.want)
