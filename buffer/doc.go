@@ -59,7 +59,8 @@
 // in Stats.Drops by reason and logged, rate-limited. An I/O error at open
 // (EIO from the card, ...) is retried with backoff, never taken for damage.
 // A file proven corrupt or truncated is renamed aside with a timestamp, a
-// fresh one started, and the readings on its intact pages salvaged into it;
+// fresh one started, and the samples on its intact pages salvaged into it
+// (records of either version, through the damaged file's dictionary);
 // set-aside files count against MaxSize. A full disk drops by policy and
 // recovers when space returns.
 //

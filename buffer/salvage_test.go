@@ -118,7 +118,7 @@ func TestSalvageOneBadPage(t *testing.T) {
 	}
 	s := b.Stats()
 	lost := len(victim.ids)
-	t.Logf("one bad page (page %d, %d records): %d of %d readings salvaged, %d unrecoverable (before: 0 of %d)",
+	t.Logf("one bad page (page %d, %d samples): %d of %d samples salvaged, %d unrecoverable (before: 0 of %d)",
 		victim.id, lost, s.Salvaged, m, s.Unrecoverable, m)
 	if s.CorruptFiles != 1 || s.AsideFiles != 1 {
 		t.Fatalf("want the file set aside and kept: %+v", s)
@@ -188,7 +188,7 @@ func TestSalvageFourKiBMidFile(t *testing.T) {
 	overwrite(t, path, (fi.Size()/2)&^4095, garbage(4096, 11))
 	b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
 	s := b.Stats()
-	t.Logf("4 KiB of random bytes mid-file: %d of %d readings salvaged, %d unrecoverable (before: 0 of %d)",
+	t.Logf("4 KiB of random bytes mid-file: %d of %d samples salvaged, %d unrecoverable (before: 0 of %d)",
 		s.Salvaged, m, s.Unrecoverable, m)
 	if s.CorruptFiles != 1 || s.Salvaged+s.Unrecoverable != m || s.Salvaged == 0 || s.Depth != int(s.Salvaged) {
 		t.Fatalf("salvage: %+v", s)
@@ -359,7 +359,7 @@ func TestSalvageWithoutMeta(t *testing.T) {
 		overwrite(t, path, 0, garbage(int(2*ps), 1))
 		b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
 		s := b.Stats()
-		t.Logf("both meta pages destroyed: %d of %d readings salvaged", s.Salvaged, m)
+		t.Logf("both meta pages destroyed: %d of %d samples salvaged", s.Salvaged, m)
 		if s.CorruptFiles != 1 || s.Salvaged != m || s.Unrecoverable != 0 || s.Depth != m {
 			t.Fatalf("%+v", s)
 		}
@@ -415,7 +415,7 @@ func TestSalvageWithoutMeta(t *testing.T) {
 		overwrite(t, path, 0, garbage(8192, 4))
 		b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
 		s := b.Stats()
-		t.Logf("first 8 KiB random: %d of %d readings salvaged, %d unrecoverable", s.Salvaged, m, s.Unrecoverable)
+		t.Logf("first 8 KiB random: %d of %d samples salvaged, %d unrecoverable", s.Salvaged, m, s.Unrecoverable)
 		if s.CorruptFiles != 1 || s.Salvaged+s.Unrecoverable != m || s.Salvaged == 0 {
 			t.Fatalf("%+v", s)
 		}
