@@ -196,7 +196,7 @@ func (l *ledger) dropped(e *entry) {
 
 // counts derives the depth from the ledger and the file's counts.
 type depth struct {
-	samples, values, pending, inflight, unjournaled int
+	samples, values, pending, inflight int
 }
 
 func (l *ledger) depth() depth {

@@ -69,8 +69,13 @@ func TestWindowNeverOverfills(t *testing.T) {
 	}
 	// The backlog's reserve keeps the last slot of a window for live data.
 	r := newWindow(3, windowGuard)
-	if !r.take(base, 1) || !r.take(base, 1) || r.take(base, 1) || !r.take(base, 0) || r.take(base, 0) {
-		t.Fatal("reserve 1 of 3: want two backlog events, then only a live one")
+	for i, step := range []struct {
+		reserve int
+		ok      bool
+	}{{1, true}, {1, true}, {1, false}, {0, true}, {0, false}} {
+		if got := r.take(base, step.reserve); got != step.ok {
+			t.Fatalf("reserve 1 of 3, take %d (reserve %d) = %v: want two backlog events, then only a live one", i, step.reserve, got)
+		}
 	}
 	if one := newWindow(1, windowGuard); !one.take(base, 1) {
 		t.Fatal("a limit of 1 must not be reserved away")

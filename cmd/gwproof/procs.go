@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,71 +107,6 @@ func (p *proc) stop(sig syscall.Signal, bound time.Duration) bool {
 		<-p.done
 		return false
 	}
-}
-
-// procStat is what /proc says about one process.
-type procStat struct {
-	CPU        time.Duration // utime+stime
-	RSS, HWM   int64         // bytes: VmRSS, VmHWM
-	Anon, File int64         // bytes: RssAnon, RssFile (bbolt's mmap and the binary's pages)
-	WriteBytes int64         // /proc/PID/io write_bytes: what reached the block layer
-}
-
-// clkTck is USER_HZ. Linux fixes it at 100 on every architecture gatewayd
-// targets; /proc/PID/stat counts utime and stime in these ticks.
-const clkTck = 100
-
-func readProc(pid int) (procStat, error) {
-	var s procStat
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return s, fmt.Errorf("read stat: %w", err)
-	}
-	// The command name (field 2) may hold spaces; fields count from after ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return s, errors.New("malformed /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return s, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14
-	st, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-	s.CPU = time.Duration(ut+st) * time.Second / clkTck
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s, fmt.Errorf("read status: %w", err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB"))
-		switch k {
-		case "VmRSS":
-			n, _ := strconv.ParseInt(v, 10, 64)
-			s.RSS = n << 10
-		case "RssAnon":
-			n, _ := strconv.ParseInt(v, 10, 64)
-			s.Anon = n << 10
-		case "RssFile":
-			n, _ := strconv.ParseInt(v, 10, 64)
-			s.File = n << 10
-		case "VmHWM":
-			n, _ := strconv.ParseInt(v, 10, 64)
-			s.HWM = n << 10
-		}
-	}
-	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
-		for _, line := range strings.Split(string(io), "\n") {
-			if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
-				s.WriteBytes, _ = strconv.ParseInt(v, 10, 64)
-			}
-		}
-	}
-	return s, nil
 }
 
 // freePort asks the kernel for a free loopback port.

@@ -188,7 +188,6 @@ func machine(root, size, rev string) string {
 		runtime.Version(), node, mosq, commit)
 }
 
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 func ratio(a, b float64) string {
 	if b == 0 {
 		return "n/a"
