@@ -30,9 +30,9 @@ import (
 // read are copied under their own indices first, so the copied records (and
 // the journal's windows, which name the same indices) mean in the fresh
 // file what they meant in the damaged one; a record naming an entry that
-// was lost is lost with it, counted. Pages that the newest meta page does not reach
-// are never read: they hold older versions of records, some long acked, and
-// bringing those back would be duplicates no one asked for.
+// was lost is lost with it, counted. Pages that the newest meta page does
+// not reach are never read: they hold older versions of records, some long
+// acked, and bringing those back would be duplicates no one asked for.
 //
 // Meta keys in the fresh file:
 //
@@ -388,10 +388,10 @@ type foundRoot struct {
 
 // findRoot finds the root page of a file whose meta pages are both damaged.
 // Every transaction writes a new root page (a leaf naming the buckets:
-// readings, dead, meta and, from format 2 on, dict) and older ones stay in the file until their pages are reused, so
-// a scan finds several. Each fold writes the journal's epoch into the meta
-// bucket (inline in the root page) and then starts the journal's next
-// epoch, and epochs only grow: the root page whose folded epoch is the
+// readings, dead, meta and, from format 2 on, dict) and older ones stay in
+// the file until their pages are reused, so a scan finds several. Each fold
+// writes the journal's epoch into the meta bucket (inline in the root page)
+// and then starts the journal's next epoch, and epochs only grow: the root page whose folded epoch is the
 // journal's, or one below it, is the root of the last fold. Any other
 // choice could be an older root whose readings were acked since (duplicates)
 // or whose pages were reused, so without that proof nothing is salvaged.
