@@ -62,3 +62,4 @@ clean:
 
 -include deploy/deploy.mk
 -include bench/bench.mk
+-include deploy/powercut.mk
