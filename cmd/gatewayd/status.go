@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -54,6 +55,7 @@ type lastValue struct {
 	Measurement string  `json:"measurement"`
 	Value       float64 `json:"value"`
 	Unit        string  `json:"unit"`
+	Resolution  float64 `json:"resolution,omitempty"` // the chip's step; the value is printed at it
 }
 
 type uplinkStatus struct {
@@ -68,7 +70,8 @@ type uplinkStatus struct {
 
 type bufferStatus struct {
 	Path         string    `json:"path"`
-	Depth        int       `json:"depth"`
+	Depth        int       `json:"depth"`  // samples waiting
+	Values       int       `json:"values"` // their values
 	Pending      int       `json:"pending"`
 	OldestUnsent time.Time `json:"oldest_unsent"`
 	DeadLetters  int       `json:"dead_letters"`
@@ -112,7 +115,7 @@ func (l *lastValues) Append(ctx context.Context, ss []reading.Sample) error {
 		// A sensor's latest sample holds all it measures.
 		last := l.m[s.Sensor][:0]
 		for _, v := range s.Values {
-			last = append(last, lastValue{v.Measurement, v.Value, v.Unit})
+			last = append(last, lastValue{v.Measurement, v.Value, v.Unit, v.Resolution})
 		}
 		l.m[s.Sensor] = last
 	}
@@ -154,7 +157,7 @@ func (p *pipeline) status() any {
 	}
 	if p.buf != nil {
 		st := p.buf.Stats()
-		d.Buffer = bufferStatus{Path: p.bufPath, Depth: st.Depth, Pending: st.Pending, OldestUnsent: st.OldestUnsent,
+		d.Buffer = bufferStatus{Path: p.bufPath, Depth: st.Depth, Values: st.Values, Pending: st.Pending, OldestUnsent: st.OldestUnsent,
 			DeadLetters: st.DeadLetters, Bytes: st.Bytes}
 	}
 	d.Clock.Synced = p.clk.Synced()
@@ -299,7 +302,7 @@ func printStatus(w io.Writer, d statusDoc) {
 	for _, s := range d.Sensors {
 		var vals []string
 		for _, v := range s.Last {
-			vals = append(vals, fmt.Sprintf("%s %s %s", v.Measurement, strconvFloat(v.Value), v.Unit))
+			vals = append(vals, fmt.Sprintf("%s %s %s", v.Measurement, formatValue(v.Value, v.Resolution), v.Unit))
 		}
 		last := strings.Join(vals, ", ")
 		if last == "" {
@@ -327,8 +330,8 @@ func printStatus(w io.Writer, d statusDoc) {
 	if !d.Buffer.OldestUnsent.IsZero() {
 		oldest = "oldest " + ago(d.Now, d.Buffer.OldestUnsent)
 	}
-	fmt.Fprintf(tw, "buffer\t%d waiting (%s), %d not yet on disk, %d dead letters, %d KiB\n",
-		d.Buffer.Depth, oldest, d.Buffer.Pending, d.Buffer.DeadLetters, d.Buffer.Bytes>>10)
+	fmt.Fprintf(tw, "buffer\t%d samples (%d values) waiting (%s), %d not yet on disk, %d dead letters, %d KiB\n",
+		d.Buffer.Depth, d.Buffer.Values, oldest, d.Buffer.Pending, d.Buffer.DeadLetters, d.Buffer.Bytes>>10)
 	clk := "synchronised"
 	if !d.Clock.Synced {
 		clk = "NOT synchronised (readings are re-dated once it is)"
@@ -360,4 +363,11 @@ func printStatus(w io.Writer, d statusDoc) {
 	}
 }
 
-func strconvFloat(v float64) string { return fmt.Sprintf("%.6g", v) }
+// formatValue prints v at the chip's resolution (23.46, not 23.4612), as
+// the platform gets it.
+func formatValue(v, res float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprint(v)
+	}
+	return string(reading.Format(nil, v, res))
+}

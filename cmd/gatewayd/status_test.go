@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,6 +91,12 @@ fail_after = 0
 	}
 	if strings.Contains(out, "cellar") {
 		t.Errorf("the removed sensor is still listed:\n%s", out)
+	}
+	// Backlog in samples and values; last values at the chip's resolution
+	// (a BME280's 0.01: at most two decimals).
+	if !regexp.MustCompile(`buffer\s+\d+ samples \(\d+ values\) waiting`).MatchString(out) ||
+		regexp.MustCompile(`(temperature|humidity|pressure) -?\d+\.\d{3,}`).MatchString(out) {
+		t.Errorf("status's buffer line or value precision:\n%s", out)
 	}
 	d.stop(t)
 
