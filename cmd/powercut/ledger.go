@@ -70,6 +70,7 @@ type Scrape struct {
 	Commits float64            // gatewayd_buffer_commits_total: durable commits so far
 	Depth   float64
 	Conn    float64
+	Collect float64         // gatewayd_metrics_collections_total: runs of the collector
 	Has     map[string]bool // which of the gauges above were present
 }
 
@@ -198,9 +199,27 @@ type Result struct {
 	Unassigned []Accept // accepted readings no lifetime produced: a broken ledger
 }
 
+// fresh keeps the scrapes whose counters were collected while the request
+// was open. gatewayd serves one collection of its counters for up to a
+// second (gatewayd_metrics_collections_total counts the runs); a copy served
+// later carries counters read before the request went out. Without that
+// counter every scrape is fresh.
+func fresh(ss []Scrape) []Scrape {
+	out := ss[:0:0]
+	for i, s := range ss {
+		if i == 0 || !s.Has["collect"] || !ss[i-1].Has["collect"] || s.Collect > ss[i-1].Collect {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Account matches what iotsim accepted against what each lifetime took.
 func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 	var res Result
+	for _, l := range lives {
+		l.Scrapes = fresh(l.Scrapes)
+	}
 	sorted := append([]*Life(nil), lives...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start.Before(sorted[j].Start) })
 	// Readings by lifetime and property: distinct times taken.
@@ -373,6 +392,8 @@ func parseMetrics(body string, q, r time.Time) Scrape {
 			s.Depth, s.Has["depth"] = v, true
 		case "gatewayd_connected":
 			s.Conn, s.Has["conn"] = v, true
+		case "gatewayd_metrics_collections_total":
+			s.Collect, s.Has["collect"] = v, true
 		}
 	}
 	return s

@@ -552,14 +552,16 @@ func (h *harness) life(scn string, trig trigger) error {
 	}
 	sc := startScraper(h.healthAddr, l, scrapeEvery)
 	event, note, crashed, crashAt := trig(l, sc)
-	if !crashed {
-		sc.once(h.healthAddr) // the counters just before the power goes
-	}
-	sc.halt()
-	_ = gw.cmd.Process.Signal(syscall.SIGKILL)
-	cut := time.Now()
+	cut := crashAt
 	if crashed {
-		cut = crashAt
+		// The power went with the torn write: the process goes too.
+		_ = gw.cmd.Process.Signal(syscall.SIGKILL)
+		sc.halt()
+	} else {
+		sc.once(h.healthAddr) // the counters just before the power goes
+		sc.halt()
+		_ = gw.cmd.Process.Signal(syscall.SIGKILL)
+		cut = time.Now()
 	}
 	if !gw.stop(syscall.SIGKILL, 5*time.Second) {
 		return fmt.Errorf("gatewayd (life %d) did not die on SIGKILL", l.N)
