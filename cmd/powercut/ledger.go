@@ -179,6 +179,7 @@ type PropResult struct {
 	Delivered int // distinct readings of this lifetime iotsim accepted
 	Lost      int // of Must, not delivered: lost beyond the commit window
 	Window    int // taken, not delivered, not in Must: lost inside the commit window
+	Unseen    int // estimate: taken after the last collection of counters, not delivered
 	Why       string
 }
 
@@ -265,7 +266,7 @@ func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 		si, li := l.settled(), l.lastBefore()
 		for _, s := range sensors {
 			for _, p := range cfg.Sensors[s] {
-				res.Props = append(res.Props, accountProp(l, si, li, s, p, byLife[l.N][p]))
+				res.Props = append(res.Props, accountProp(l, si, li, cfg.Interval, s, p, byLife[l.N][p]))
 			}
 		}
 	}
@@ -325,7 +326,7 @@ func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 // loss escapes only if every settled scrape after it caught the next
 // reading between its stamp and its append (microseconds, unless the
 // process stalls), which a later scrape of the same run then reveals.
-func accountProp(l *Life, si, li int, sensor, prop string, got map[int64]bool) PropResult {
+func accountProp(l *Life, si, li int, interval time.Duration, sensor, prop string, got map[int64]bool) PropResult {
 	r := PropResult{Life: l.N, Sensor: sensor, Prop: prop, Delivered: len(got)}
 	ms := make([]int64, 0, len(got))
 	for t := range got {
@@ -353,6 +354,15 @@ func accountProp(l *Life, si, li int, sensor, prop string, got map[int64]bool) P
 		r.Readings = max(int(s.Taken[sensor]), before) + len(ms) - before
 	}
 	r.Readings = max(r.Readings, r.Must)
+	// Readings taken after the last collection and not delivered are in no
+	// count: estimate them from the sampling cadence.
+	last := l.Start
+	if li >= 0 {
+		last = l.Scrapes[li].R
+	}
+	if interval > 0 && l.Cut.After(last) {
+		r.Unseen = max(0, int(l.Cut.Sub(last)/interval)-(len(ms)-upTo(last)))
+	}
 	r.Window = max(0, r.Readings-r.Delivered-r.Lost)
 	return r
 }

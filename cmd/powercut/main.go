@@ -435,7 +435,15 @@ type trigger func(l *Life, sc *scraper) (event bool, note string, crashed bool, 
 func (h *harness) cutAfter(d time.Duration) trigger {
 	return func(l *Life, sc *scraper) (bool, string, bool, time.Time) {
 		h.sleep(d)
-		s, _ := sc.last()
+		// Cut right after gatewayd collected its counters afresh (it
+		// serves one collection for up to a second), so that the count
+		// of readings taken before the cut is exact.
+		prev, _ := sc.last()
+		s := prev
+		waitFor(2*time.Second, 30*time.Millisecond, func() bool {
+			s, _ = sc.once(h.healthAddr)
+			return !s.Has["collect"] || s.Collect > prev.Collect
+		})
 		return s.Conn == 0, fmt.Sprintf("cut %v after start, platform down", d), false, time.Time{}
 	}
 }

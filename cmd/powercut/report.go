@@ -43,6 +43,7 @@ type Summary struct {
 	Unassigned  int
 	Unparsed    int // iotsim lines with a value that could not be read
 	MustTotal   int
+	Unseen      int // estimated readings taken after a run's last collection and lost with its cut
 	SetAside    int // buffer files gatewayd set aside as corrupt
 }
 
@@ -103,6 +104,7 @@ func Summarise(lives []*Life, res Result) Summary {
 		r.lost += p.Lost
 		r.window += p.Window
 		sm.MustTotal += p.Must
+		sm.Unseen += p.Unseen
 		if p.Lost > 0 {
 			sm.Losses = append(sm.Losses, p)
 		}
@@ -180,6 +182,8 @@ func (sm Summary) Print(w io.Writer) {
 		fmt.Fprintf(w, "  lost within the window: readings taken after the last scrape that two durable commits settled before the cut, at most %v before it\n",
 			sm.Total.maxWin.Round(time.Millisecond))
 	}
+	fmt.Fprintln(w, "  readings: counted by gatewayd at the last fresh collection of its counters before each cut (exact), plus those delivered taken after it;")
+	fmt.Fprintf(w, "    about %d more were taken after that collection and lost with their cut (estimated from the sampling cadence; inside the window by definition)\n", sm.Unseen)
 	for _, r := range sm.Rows {
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "  note %s: %s\n", r.name, n)
