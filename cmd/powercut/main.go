@@ -231,7 +231,10 @@ func (h *harness) run() error {
 		if err := h.remount(inj); err != nil {
 			return err
 		}
-		if err := h.life(kind, h.cutOnTorn(cmd)); err != nil {
+		// Half of the journal's FIFO faults wait for a fold to sync the
+		// bbolt file: the journal's next write is then its reset.
+		afterFold := kind == "torn-journal" && cmd != "" && (i/6)%2 == 1
+		if err := h.life(kind, h.cutOnTorn(cmd, afterFold)); err != nil {
 			return err
 		}
 		if h.fs.armed { // the fault did not fire: disarm it
@@ -496,10 +499,22 @@ func (h *harness) cutAtFold(skip time.Duration) trigger {
 }
 
 // cutOnTorn waits for LazyFS to tear the armed write and stop.
-func (h *harness) cutOnTorn(cmd string) trigger {
+func (h *harness) cutOnTorn(cmd string, afterFold bool) trigger {
 	return func(l *Life, sc *scraper) (bool, string, bool, time.Time) {
 		armed := "armed at mount"
-		if cmd != "" {
+		if cmd != "" && afterFold {
+			path := filepath.Join(h.fs.root, "buffer.db")
+			h.sleep(300 * time.Millisecond) // past the fold at open
+			st0, _ := os.Stat(path)
+			waitFor(9*time.Second, time.Millisecond, func() bool {
+				st, err := os.Stat(path)
+				return err == nil && (st0 == nil || !st.ModTime().Equal(st0.ModTime()) || st.Size() != st0.Size())
+			})
+			if err := h.fs.send(cmd); err != nil {
+				return false, fmt.Sprintf("fault not sent: %v (plain cut)", err), false, time.Time{}
+			}
+			armed = "armed through the FIFO as a fold synced buffer.db, aimed at the journal's reset"
+		} else if cmd != "" {
 			d := time.Duration(300+h.rng.IntN(1700)) * time.Millisecond
 			h.sleep(d)
 			if !h.fs.alive() {
