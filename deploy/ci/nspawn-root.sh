@@ -75,7 +75,7 @@ fi
 mkdir -p "$cache"
 # One builder at a time; a second caller waits, then reuses the result.
 exec 9>"$cache/.lock"
-flock 9
+flock -w 900 9 || { log "another build holds $cache/.lock"; exit 1; }
 if [ -f "$root/.complete" ]; then
 	log "reusing $root (built meanwhile)"
 	echo "$root"
