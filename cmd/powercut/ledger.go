@@ -70,6 +70,7 @@ type Scrape struct {
 	Commits float64            // gatewayd_buffer_commits_total: durable commits so far
 	Depth   float64
 	Conn    float64
+	Collect float64         // gatewayd_metrics_collections_total: runs of the collector
 	Has     map[string]bool // which of the gauges above were present
 }
 
@@ -178,6 +179,7 @@ type PropResult struct {
 	Delivered int // distinct readings of this lifetime iotsim accepted
 	Lost      int // of Must, not delivered: lost beyond the commit window
 	Window    int // taken, not delivered, not in Must: lost inside the commit window
+	Unseen    int // estimate: taken after the last collection of counters, not delivered
 	Why       string
 }
 
@@ -198,9 +200,27 @@ type Result struct {
 	Unassigned []Accept // accepted readings no lifetime produced: a broken ledger
 }
 
+// fresh keeps the scrapes whose counters were collected while the request
+// was open. gatewayd serves one collection of its counters for up to a
+// second (gatewayd_metrics_collections_total counts the runs); a copy served
+// later carries counters read before the request went out. Without that
+// counter every scrape is fresh.
+func fresh(ss []Scrape) []Scrape {
+	out := ss[:0:0]
+	for i, s := range ss {
+		if i == 0 || !s.Has["collect"] || !ss[i-1].Has["collect"] || s.Collect > ss[i-1].Collect {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Account matches what iotsim accepted against what each lifetime took.
 func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 	var res Result
+	for _, l := range lives {
+		l.Scrapes = fresh(l.Scrapes)
+	}
 	sorted := append([]*Life(nil), lives...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start.Before(sorted[j].Start) })
 	// Readings by lifetime and property: distinct times taken.
@@ -246,7 +266,7 @@ func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 		si, li := l.settled(), l.lastBefore()
 		for _, s := range sensors {
 			for _, p := range cfg.Sensors[s] {
-				res.Props = append(res.Props, accountProp(l, si, li, s, p, byLife[l.N][p]))
+				res.Props = append(res.Props, accountProp(l, si, li, cfg.Interval, s, p, byLife[l.N][p]))
 			}
 		}
 	}
@@ -306,7 +326,7 @@ func Account(cfg Cfg, lives []*Life, acc []Accept) Result {
 // loss escapes only if every settled scrape after it caught the next
 // reading between its stamp and its append (microseconds, unless the
 // process stalls), which a later scrape of the same run then reveals.
-func accountProp(l *Life, si, li int, sensor, prop string, got map[int64]bool) PropResult {
+func accountProp(l *Life, si, li int, interval time.Duration, sensor, prop string, got map[int64]bool) PropResult {
 	r := PropResult{Life: l.N, Sensor: sensor, Prop: prop, Delivered: len(got)}
 	ms := make([]int64, 0, len(got))
 	for t := range got {
@@ -334,6 +354,15 @@ func accountProp(l *Life, si, li int, sensor, prop string, got map[int64]bool) P
 		r.Readings = max(int(s.Taken[sensor]), before) + len(ms) - before
 	}
 	r.Readings = max(r.Readings, r.Must)
+	// Readings taken after the last collection and not delivered are in no
+	// count: estimate them from the sampling cadence.
+	last := l.Start
+	if li >= 0 {
+		last = l.Scrapes[li].R
+	}
+	if interval > 0 && l.Cut.After(last) {
+		r.Unseen = max(0, int(l.Cut.Sub(last)/interval)-(len(ms)-upTo(last)))
+	}
 	r.Window = max(0, r.Readings-r.Delivered-r.Lost)
 	return r
 }
@@ -373,6 +402,8 @@ func parseMetrics(body string, q, r time.Time) Scrape {
 			s.Depth, s.Has["depth"] = v, true
 		case "gatewayd_connected":
 			s.Conn, s.Has["conn"] = v, true
+		case "gatewayd_metrics_collections_total":
+			s.Collect, s.Has["collect"] = v, true
 		}
 	}
 	return s

@@ -206,6 +206,30 @@ func TestParseAccept(t *testing.T) {
 	}
 }
 
+// gatewayd serves one collection of its counters for up to a second: a
+// copy served to a later scrape is not evidence about that later moment.
+func TestAccountIgnoresCachedScrapes(t *testing.T) {
+	mk := func(q, taken, commits, collect int) Scrape {
+		return Scrape{Q: at(q), R: at(q + 3), Taken: map[string]float64{"s0": float64(taken)}, Commits: float64(commits),
+			Collect: float64(collect), Has: map[string]bool{"taken": true, "commits": true, "collect": true}}
+	}
+	// Fresh at 1000 (5 taken, 4 commits) and 2900 (14, 6); the page
+	// collected at 1000 served again at 2600: were it read as of 2600,
+	// two commits after it would "settle" it and its window would end
+	// there.
+	l := &Life{N: 1, Scenario: "offline", Start: at(0), Cut: at(3000), End: at(3005),
+		Scrapes: []Scrape{mk(1000, 5, 4, 1), mk(2600, 5, 4, 1), mk(2900, 14, 6, 2)}}
+	acc := parseAll(t, simLog(samples(100, 2500), 5000), 5000)
+	res := Account(testCfg, []*Life{l}, acc)
+	if len(l.Scrapes) != 2 {
+		t.Fatalf("%d scrapes kept, want the 2 fresh ones", len(l.Scrapes))
+	}
+	sm := Summarise([]*Life{l}, res)
+	if sm.Total.lost != 0 || sm.Total.maxWin != 2*time.Second-3*time.Millisecond {
+		t.Fatalf("lost %d, window bound %v: want 0 and 1.997s (from the fresh scrape at 1000)", sm.Total.lost, sm.Total.maxWin)
+	}
+}
+
 func TestParseMetrics(t *testing.T) {
 	s := parseMetrics(`# HELP x
 gatewayd_readings_taken_total{sensor="s0"} 12

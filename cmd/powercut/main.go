@@ -231,7 +231,10 @@ func (h *harness) run() error {
 		if err := h.remount(inj); err != nil {
 			return err
 		}
-		if err := h.life(kind, h.cutOnTorn(cmd)); err != nil {
+		// Half of the journal's FIFO faults wait for a fold to sync the
+		// bbolt file: the journal's next write is then its reset.
+		afterFold := kind == "torn-journal" && cmd != "" && (i/6)%2 == 1
+		if err := h.life(kind, h.cutOnTorn(cmd, afterFold)); err != nil {
 			return err
 		}
 		if h.fs.armed { // the fault did not fire: disarm it
@@ -435,7 +438,15 @@ type trigger func(l *Life, sc *scraper) (event bool, note string, crashed bool, 
 func (h *harness) cutAfter(d time.Duration) trigger {
 	return func(l *Life, sc *scraper) (bool, string, bool, time.Time) {
 		h.sleep(d)
-		s, _ := sc.last()
+		// Cut right after gatewayd collected its counters afresh (it
+		// serves one collection for up to a second), so that the count
+		// of readings taken before the cut is exact.
+		prev, _ := sc.last()
+		s := prev
+		waitFor(2*time.Second, 30*time.Millisecond, func() bool {
+			s, _ = sc.once(h.healthAddr)
+			return !s.Has["collect"] || s.Collect > prev.Collect
+		})
 		return s.Conn == 0, fmt.Sprintf("cut %v after start, platform down", d), false, time.Time{}
 	}
 }
@@ -488,10 +499,22 @@ func (h *harness) cutAtFold(skip time.Duration) trigger {
 }
 
 // cutOnTorn waits for LazyFS to tear the armed write and stop.
-func (h *harness) cutOnTorn(cmd string) trigger {
+func (h *harness) cutOnTorn(cmd string, afterFold bool) trigger {
 	return func(l *Life, sc *scraper) (bool, string, bool, time.Time) {
 		armed := "armed at mount"
-		if cmd != "" {
+		if cmd != "" && afterFold {
+			path := filepath.Join(h.fs.root, "buffer.db")
+			h.sleep(300 * time.Millisecond) // past the fold at open
+			st0, _ := os.Stat(path)
+			waitFor(9*time.Second, time.Millisecond, func() bool {
+				st, err := os.Stat(path)
+				return err == nil && (st0 == nil || !st.ModTime().Equal(st0.ModTime()) || st.Size() != st0.Size())
+			})
+			if err := h.fs.send(cmd); err != nil {
+				return false, fmt.Sprintf("fault not sent: %v (plain cut)", err), false, time.Time{}
+			}
+			armed = "armed through the FIFO as a fold synced buffer.db, aimed at the journal's reset"
+		} else if cmd != "" {
 			d := time.Duration(300+h.rng.IntN(1700)) * time.Millisecond
 			h.sleep(d)
 			if !h.fs.alive() {
@@ -552,14 +575,16 @@ func (h *harness) life(scn string, trig trigger) error {
 	}
 	sc := startScraper(h.healthAddr, l, scrapeEvery)
 	event, note, crashed, crashAt := trig(l, sc)
-	if !crashed {
-		sc.once(h.healthAddr) // the counters just before the power goes
-	}
-	sc.halt()
-	_ = gw.cmd.Process.Signal(syscall.SIGKILL)
-	cut := time.Now()
+	cut := crashAt
 	if crashed {
-		cut = crashAt
+		// The power went with the torn write: the process goes too.
+		_ = gw.cmd.Process.Signal(syscall.SIGKILL)
+		sc.halt()
+	} else {
+		sc.once(h.healthAddr) // the counters just before the power goes
+		sc.halt()
+		_ = gw.cmd.Process.Signal(syscall.SIGKILL)
+		cut = time.Now()
 	}
 	if !gw.stop(syscall.SIGKILL, 5*time.Second) {
 		return fmt.Errorf("gatewayd (life %d) did not die on SIGKILL", l.N)

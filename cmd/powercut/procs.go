@@ -157,6 +157,7 @@ func scrape(addr string) (Scrape, error) {
 
 // scraper reads /metrics every period into a lifetime until stopped.
 type scraper struct {
+	one  sync.Mutex // one scrape at a time: their order is the collector's
 	mu   sync.Mutex
 	l    *Life
 	stop chan struct{}
@@ -183,6 +184,8 @@ func startScraper(addr string, l *Life, period time.Duration) *scraper {
 
 // once scrapes now and records the result.
 func (s *scraper) once(addr string) (Scrape, bool) {
+	s.one.Lock()
+	defer s.one.Unlock()
 	sc, err := scrape(addr)
 	if err != nil {
 		return Scrape{}, false

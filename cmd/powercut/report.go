@@ -43,6 +43,8 @@ type Summary struct {
 	Unassigned  int
 	Unparsed    int // iotsim lines with a value that could not be read
 	MustTotal   int
+	MaxWinProp  int // the most readings of one property lost inside the window at one cut
+	Unseen      int // estimated readings taken after a run's last collection and lost with its cut
 	SetAside    int // buffer files gatewayd set aside as corrupt
 }
 
@@ -103,6 +105,8 @@ func Summarise(lives []*Life, res Result) Summary {
 		r.lost += p.Lost
 		r.window += p.Window
 		sm.MustTotal += p.Must
+		sm.Unseen += p.Unseen
+		sm.MaxWinProp = max(sm.MaxWinProp, p.Window)
 		if p.Lost > 0 {
 			sm.Losses = append(sm.Losses, p)
 		}
@@ -177,9 +181,11 @@ func (sm Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "  readings settled before a cut (must survive): %d; buffer files set aside as corrupt: %d\n", sm.MustTotal, sm.SetAside)
 	fmt.Fprintln(w, "  duplicates: each from an ack not yet journaled at a cut, unless listed below")
 	if sm.Total.window > 0 {
-		fmt.Fprintf(w, "  lost within the window: readings taken after the last scrape that two durable commits settled before the cut, at most %v before it\n",
-			sm.Total.maxWin.Round(time.Millisecond))
+		fmt.Fprintf(w, "  lost within the window: taken after the last scrape that two durable commits settled before the cut (at most %v before it); at most %d per property per cut\n",
+			sm.Total.maxWin.Round(time.Millisecond), sm.MaxWinProp)
 	}
+	fmt.Fprintln(w, "  readings: counted by gatewayd at the last fresh collection of its counters before each cut (exact), plus those delivered taken after it;")
+	fmt.Fprintf(w, "    about %d more were taken after that collection and lost with their cut (estimated from the sampling cadence; inside the window by definition)\n", sm.Unseen)
 	for _, r := range sm.Rows {
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "  note %s: %s\n", r.name, n)
