@@ -39,8 +39,9 @@
 // the PUBACK of a QoS 1 publish is the acknowledgement.
 //
 // MaxMessagesPerSecond is at most N messages in any sliding window (1 s
-// plus a 100 ms guard for delays on the way), counting everything the
-// device publishes: posts, NTP requests and downlink replies.
+// plus a 100 ms guard for delays on the way), evenly paced (no two closer
+// than the window/N), counting everything the device publishes: posts, NTP
+// requests and downlink replies.
 //
 // # Hostile input
 //

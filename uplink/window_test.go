@@ -16,10 +16,10 @@ func TestWindowTable(t *testing.T) {
 		tries []time.Duration // attempt times
 		want  string          // y = allowed, n = refused
 	}{
-		{"burst of n then refusals", 3, []time.Duration{0, 0, 0, 0, ms(500)}, "yyynn"},
-		{"room again one span after the oldest", 3, []time.Duration{0, ms(10), ms(20), ms(1099), ms(1100), ms(1105), ms(1110)}, "yyynyny"},
+		{"no burst: n at once is one", 3, []time.Duration{0, 0, 0, 0, ms(366), ms(367)}, "ynnnny"},
+		{"paced at span/n", 3, []time.Duration{0, ms(367), ms(734), ms(1099), ms(1101), ms(1467), ms(1468)}, "yyynyny"},
 		{"steady pace at n per span", 2, []time.Duration{0, ms(550), ms(1100), ms(1650), ms(2200)}, "yyyyy"},
-		{"the bucket's 2n: full bucket plus refill", 4, []time.Duration{0, 0, 0, 0, ms(999), ms(999), ms(999), ms(999)}, "yyyynnnn"},
+		{"the bucket's 2n: full bucket plus refill", 4, []time.Duration{0, 0, 0, 0, ms(999), ms(999), ms(999), ms(999)}, "ynnnynnn"},
 		{"one per span", 1, []time.Duration{0, ms(1), ms(1099), ms(1100), ms(2199), ms(2200)}, "ynnyny"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,15 +67,16 @@ func TestWindowNeverOverfills(t *testing.T) {
 			t.Fatalf("events %d and %d only %v apart: %d in one window", i-n, i, d, n+1)
 		}
 	}
+	for i := 1; i < len(allowed); i++ {
+		if d := allowed[i].Sub(allowed[i-1]); d < span/n {
+			t.Fatalf("events %d and %d only %v apart: not paced at span/n = %v", i-1, i, d, span/n)
+		}
+	}
 	// The backlog's reserve keeps the last slot of a window for live data.
 	r := newWindow(3, windowGuard)
-	for i, step := range []struct {
-		reserve int
-		ok      bool
-	}{{1, true}, {1, true}, {1, false}, {0, true}, {0, false}} {
-		if got := r.take(base, step.reserve); got != step.ok {
-			t.Fatalf("reserve 1 of 3, take %d (reserve %d) = %v: want two backlog events, then only a live one", i, step.reserve, got)
-		}
+	gap := span / 3
+	if !r.take(base, 1) || !r.take(base.Add(gap), 1) || r.take(base.Add(2*gap), 1) || !r.take(base.Add(2*gap), 0) || r.take(base.Add(3*gap-1), 0) {
+		t.Fatal("reserve 1 of 3: want two backlog events, then only a live one")
 	}
 	if one := newWindow(1, windowGuard); !one.take(base, 1) {
 		t.Fatal("a limit of 1 must not be reserved away")

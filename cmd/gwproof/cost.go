@@ -457,7 +457,11 @@ func (h *harness) costOutage(note func(string)) error {
 			throttled++
 		}
 	}
-	busiest, _ := measure.BusiestSecond(times, time.Second)
+	busiest, from := measure.BusiestSecond(times, time.Second)
+	if busiest > n {
+		note(fmt.Sprintf("sliding-window outage: iotsim saw %d posts within one second (configured %d); arrivals (ms after the first): %s",
+			busiest, n, measure.Millis(measure.Within(times, from, time.Second))))
+	}
 	t429.Set(float64(throttled), fmt.Sprintf("%d posts, %d publishes in all; busiest sliding second at iotsim: %d publishes (%d posts); %s values buffered at the end of the outage, drained %v after (recovered: %v); "+
 		"values taken %d, delivered %d, still buffered %d, set aside %d, lost %d, duplicates %d",
 		len(msgs), counts.Publishes, counts.PeakWindow, busiest, measure.Num(depth), took.Round(100*time.Millisecond), ok, tl.taken, tl.unique, tl.remaining, tl.dead, tl.lost, tl.dups))

@@ -7,9 +7,10 @@ import (
 	"gatewayd/cmd/gwproof/internal/measure"
 )
 
-// The buffer engineer's benchmarks this part runs (buffer/bench_test.go).
+// The buffer engineer's benchmarks this part runs (buffer/size_test.go,
+// buffer/bench_test.go).
 const (
-	benchWeek  = "BenchmarkStoredWeek"      // bytes per stored value after a generated week
+	benchWeek  = "BenchmarkStorage"         // bytes per stored value after a generated week
 	benchBytes = "BenchmarkBytesPerReading" // bytes written per reading, offline and online
 )
 
@@ -22,7 +23,7 @@ func cmdBench(name string, times int) string {
 // bytes written to storage per reading offline and online.
 func (h *harness) storage() error {
 	tStored := h.report.target("bytes per stored value in the bbolt file after a generated week of three BME280s at 10 s", 28, "B", cmdBench(benchWeek, 1))
-	tOff := h.report.target("bytes written per reading while offline (today's release: 567 B)", 567, "B", cmdBench(benchBytes, h.sz.SDTimes))
+	tOff := h.report.target("bytes written per reading while offline (the release before samples: 567 B)", 567, "B", cmdBench(benchBytes, h.sz.SDTimes))
 	tOn := h.report.target("bytes written per reading while online", 0, "B", cmdBench(benchBytes, h.sz.SDTimes))
 	var errs []error
 	out, err := h.goTest(15*time.Minute, "-run", "^$", "-bench", "^"+benchWeek+"$", "-benchtime", "1x", "-count", "1", "./buffer/")
@@ -34,8 +35,9 @@ func (h *harness) storage() error {
 		errs = append(errs, fmt.Errorf("no %s results:\n%s", benchWeek, tail(out, 20)))
 	} else {
 		m := bs[0].metrics
-		tStored.Set(m["B/value"], fmt.Sprintf("%s: %.1f MiB file for %.0f values; 30 days would take %.1f MiB of the default 64 MiB", benchWeek,
-			m["file-MiB"], m["values"], m["B/value"]*m["values"]*30/7/(1<<20)))
+		tStored.Set(m["B/value"], fmt.Sprintf("%s: the bbolt file after a generated week of three BME280s at 10 s (folded every 5 min as while offline): "+
+			"%.1f MiB for %.0f values; 30 days of it need %.0f%% of what the default 64 MiB max_size leaves before drops (the buffer's estimate)",
+			benchWeek, m["file-MiB"], m["values"], 100*m["30d/usable-64MiB"]))
 	}
 	n := h.sz.SDTimes
 	out, err = h.goTest(10*time.Minute, "-run", "^$", "-bench", "^"+benchBytes+"$", "-benchtime", fmt.Sprintf("%dx", n), "-count", "1", "./buffer/")
@@ -60,8 +62,9 @@ func (h *harness) storage() error {
 		s.row("gatewayd buffer, one transaction per reading", measure.Num(m["naive-offline-B/reading"]), measure.Num(m["naive-online-B/reading"]))
 		s.row("gatewayd buffer, group commit 10 s (the default)", measure.Num(m["group10s-offline-B/reading"]), measure.Num(m["group10s-online-B/reading"]))
 		h.report.add(s)
-		tOff.Set(m["group10s-offline-B/reading"], "group commit 10 s, offline")
-		tOn.Set(m["group10s-online-B/reading"], "group commit 10 s, online")
+		tOff.Set(m["group10s-offline-B/reading"], fmt.Sprintf("group commit 10 s, offline on top of a 20,000-sample backlog, one-value samples at 1/s "+
+			"(the scenario of today's 567 B); three BME280 values a second: %s B per value", measure.Num(m["group10s-offline-3perS-B/reading"])))
+		tOn.Set(m["group10s-online-B/reading"], "group commit 10 s, every sample acknowledged within its window")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%v", errs)

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,4 +75,30 @@ func BusiestSecond(times []time.Time, w time.Duration) (int, time.Time) {
 		}
 	}
 	return best, at
+}
+
+// Within returns the offsets from from of the times in [from, from+w),
+// sorted: what a busiest window looked like (a burst after a stall, or an
+// even spread).
+func Within(times []time.Time, from time.Time, w time.Duration) []time.Duration {
+	var ds []time.Duration
+	for _, t := range times {
+		if d := t.Sub(from); d >= 0 && d < w {
+			ds = append(ds, d)
+		}
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+// Millis prints durations as whole milliseconds: "0 3 48 ...".
+func Millis(ds []time.Duration) string {
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.FormatInt(d.Milliseconds(), 10))
+	}
+	return b.String()
 }

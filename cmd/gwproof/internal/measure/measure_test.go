@@ -230,6 +230,9 @@ func TestSamplesAndBusiestSecond(t *testing.T) {
 	if n != 4 || !from.Equal(at(900)) {
 		t.Errorf("BusiestSecond = %d from %v, want 4 from +900ms", n, from.Sub(t0))
 	}
+	if got := Millis(Within(times, from, time.Second)); got != "0 200 600 900" {
+		t.Errorf("Within the busiest second: %s", got)
+	}
 	if n, _ := BusiestSecond(nil, time.Second); n != 0 {
 		t.Errorf("no times: %d", n)
 	}
