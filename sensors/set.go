@@ -114,8 +114,9 @@ func New(specs []Spec, o Options) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := s.byName[sp.Name]; dup {
-			return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "name", Msg: "is used by another sensor"}
+		if other, dup := s.byName[sp.Name]; dup {
+			return nil, &SpecError{Index: i, Sensor: sp.Name, Key: "name",
+				Msg: fmt.Sprintf("%q is already the name of sensor[%d]; names must be unique", sp.Name, slices.Index(s.sensors, other))}
 		}
 		if d.oneWire {
 			root := o.W1Root

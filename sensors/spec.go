@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -59,6 +60,21 @@ const (
 )
 
 var emulateFaults = map[string]emul.Fault{EmulateHangAfter: emul.Hang, EmulateFailAfter: emul.NACK}
+
+// MinInterval and MaxInterval bound a configured sensor's sampling
+// interval (Check). New itself runs any positive interval (tests sample
+// every few milliseconds).
+const (
+	MinInterval = 100 * time.Millisecond
+	MaxInterval = 24 * time.Hour
+)
+
+// DefaultBus is the I²C bus a configured sensor is on unless it says, and
+// DefaultMuxAddress a TCA9548A's address unless set.
+const (
+	DefaultBus        = "/dev/i2c-1"
+	DefaultMuxAddress = 0x70
+)
 
 // DefaultInterval is the sampling interval of a Spec whose Interval is 0.
 const DefaultInterval = 10 * time.Second
@@ -203,7 +219,7 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 		if sp.Mux != nil {
 			m := *sp.Mux
 			if m.Address == 0 {
-				m.Address = 0x70
+				m.Address = DefaultMuxAddress
 			}
 			if m.Address < 0x70 || m.Address > 0x77 {
 				return sp, nil, bad("mux.address", "%#02x is outside the TCA9548A's 0x70..0x77", m.Address)
@@ -277,4 +293,21 @@ func hexList(as []uint16) string {
 		s[i] = fmt.Sprintf("%#02x", a)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Check validates configured specs: everything New checks, and the bounds
+// a configuration must respect (MinInterval..MaxInterval). It returns the
+// first problem as a *SpecError, or nil.
+func Check(specs []Spec) error {
+	for i, sp := range specs {
+		if iv := sp.Interval; iv != 0 && (iv < MinInterval || iv > MaxInterval) {
+			return &SpecError{Index: i, Sensor: sp.Name, Key: "interval",
+				Msg: fmt.Sprintf("must be between %s and %s, not %s", MinInterval, MaxInterval, iv)}
+		}
+	}
+	s, err := New(specs, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return s.Close(context.Background())
 }

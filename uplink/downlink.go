@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"gatewayd/internal/field"
 	"gatewayd/internal/reading"
 )
 
@@ -388,18 +389,20 @@ func topicLevel(s string) string {
 // (forbidden in MQTT strings) and invalid UTF-8. On the platform, '/', '+'
 // and '#' are refused too: its device names never contain them, and the
 // /sys/{pk}/{dn}/... topics cannot be escaped.
-func checkTopicNames(o *Options) []error {
-	var errs []error
-	for _, f := range []struct{ key, v string }{{"device name", o.DeviceName}, {"product key", o.ProductKey}, {"control topic", o.ControlTopic}} {
+func checkTopicNames(o *Options) field.Errors {
+	var errs field.Errors
+	for _, f := range []struct{ key, name, v string }{
+		{"device_name", "device name", o.DeviceName}, {"product_key", "product key", o.ProductKey}, {"control_topic", "control topic", o.ControlTopic},
+	} {
 		switch {
 		case !utf8.ValidString(f.v):
-			errs = append(errs, fmt.Errorf("%s %q: not valid UTF-8", f.key, f.v))
+			errs.Add(f.key, "%s %q: not valid UTF-8", f.name, f.v)
 		case strings.ContainsRune(f.v, 0):
-			errs = append(errs, fmt.Errorf("%s %q: contains NUL", f.key, f.v))
-		case f.key != "control topic" && o.Platform != PlatformMQTT && strings.ContainsAny(f.v, "/+#"):
-			errs = append(errs, fmt.Errorf("%s %q: '/', '+' and '#' cannot appear in the platform's topics", f.key, f.v))
-		case f.key == "control topic" && strings.ContainsAny(f.v, "+#"):
-			errs = append(errs, fmt.Errorf("control topic %q: no wildcards: it would subscribe to other devices' commands", f.v))
+			errs.Add(f.key, "%s %q: contains NUL", f.name, f.v)
+		case f.key != "control_topic" && o.Platform != PlatformMQTT && strings.ContainsAny(f.v, "/+#"):
+			errs.Add(f.key, "%s %q: '/', '+' and '#' cannot appear in the platform's topics", f.name, f.v)
+		case f.key == "control_topic" && strings.ContainsAny(f.v, "+#"):
+			errs.Add(f.key, "control topic %q: no wildcards: it would subscribe to other devices' commands", f.v)
 		}
 	}
 	return errs

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"gatewayd/internal/field"
 	"gatewayd/internal/reading"
 )
 
@@ -44,6 +45,16 @@ const (
 // NoDelay as Options.MaxDelay sends every live sample at once (config
 // max_delay = "0s").
 const NoDelay time.Duration = -1
+
+// MaxMaxDelay bounds MaxDelay: a sample held longer is no longer live.
+const MaxMaxDelay = 30 * time.Second
+
+// Unlimited as Options.MaxMessagesPerSecond sends as fast as the broker
+// acknowledges (plain MQTT only: the Alibaba platform throttles a device).
+const Unlimited = -1
+
+// MaxRate bounds MaxMessagesPerSecond.
+const MaxRate = 1000
 
 // TimeVerdict is what FixTime says about a sample's time.
 type TimeVerdict int
@@ -212,6 +223,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MaxDelay == 0 {
 		c.MaxDelay = DefaultMaxDelay
 	}
+	negDelay := c.MaxDelay < 0 && c.MaxDelay != NoDelay
 	if c.MaxDelay < 0 {
 		c.MaxDelay = 0
 	}
@@ -221,102 +233,122 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.ClientID == "" {
 		c.ClientID = stableClientID(c.DeviceName)
 	}
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	var errs field.Errors
+	bad := errs.Add
+	switch r := c.MaxMessagesPerSecond; {
+	case r == Unlimited && c.Platform == PlatformMQTT:
+	case r == Unlimited:
+		bad("max_messages_per_second", "unlimited (-1) only on plain MQTT brokers: the Alibaba platform throttles a device (answers 429)")
+	case r < 0.01 || r > MaxRate:
+		bad("max_messages_per_second", "must be between 0.01 and %d (or -1, unlimited, on plain MQTT), not %g", MaxRate, r)
+	}
 	if c.MaxInflight < 1 {
-		bad("max inflight %d: want at least 1", c.MaxInflight)
+		bad("max_inflight", "must be at least 1, not %d", c.MaxInflight)
 	}
 	if c.MaxValuesPerMsg < 1 || c.MaxValuesPerMsg > 200 {
-		bad("max values per message %d: want 1..200 (the platform refuses more than 200 properties, error 6106)", c.MaxValuesPerMsg)
+		bad("max_values_per_message", "must be 1..200 (the platform refuses more than 200 properties, error 6106), not %d", c.MaxValuesPerMsg)
 	}
-	if c.MaxDelay >= c.LiveWindow {
-		bad("max delay %v: want less than the live window %v (waiting samples would turn into backlog)", c.MaxDelay, c.LiveWindow)
+	if negDelay || c.MaxDelay > MaxMaxDelay || c.MaxDelay >= c.LiveWindow {
+		bad("max_delay", "must be between 0s (send every sample at once) and %s, not %s (a sample held longer is no longer live)", MaxMaxDelay, o.MaxDelay)
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > platformPacketLimit/2 {
-		bad("max message bytes %d: want 1 KiB..128 KiB (the platform drops packets over 256 KB)", c.MaxMessageBytes)
+		bad("max_message_bytes", "must be 1 KiB..128 KiB (the platform drops packets over 256 KB), not %d", c.MaxMessageBytes)
 	}
 	if c.BackoffMax < c.BackoffMin {
-		bad("backoff max %v is below backoff min %v", c.BackoffMax, c.BackoffMin)
+		bad("backoff_max", "%v is below backoff_min %v", c.BackoffMax, c.BackoffMin)
 	}
 	if c.HistoryAge <= c.LiveWindow {
-		bad("history age %v must exceed the live window %v", c.HistoryAge, c.LiveWindow)
+		bad("history_age", "%v must exceed the live window %v", c.HistoryAge, c.LiveWindow)
 	}
 	if c.HistoryAge > 24*time.Hour {
-		bad("history age %v: the platform refuses property times older than 24h in a post", c.HistoryAge)
+		bad("history_age", "%v: the platform refuses property times older than 24h in a post", c.HistoryAge)
 	}
 	if c.DeviceName == "" {
-		bad("device name is empty")
+		bad("device_name", "required: it names this gateway on the platform, in topics and the client id")
 	}
 	if (c.ClientCert == "") != (c.ClientKey == "") {
-		bad("client cert and client key must be given together")
+		bad("client_cert", "client_cert and client_key go together")
 	}
 	switch c.Platform {
 	case PlatformAliyun:
 		if c.ProductKey == "" {
-			bad("product key is empty")
+			bad("product_key", "required (copy it from the IoT platform console)")
 		}
 		if c.DeviceSecret == "" {
-			bad("device secret is empty")
+			bad("device_secret", "required: set device_secret or device_secret_file")
 		}
 		if _, err := hashFor(c.SignMethod); err != nil {
-			errs = append(errs, err)
+			bad("sign_method", "must be %s, %s or %s, not %q", SignHMACSHA256, SignHMACSHA1, SignHMACMD5, c.SignMethod)
 		}
 		if c.Keepalive < 30*time.Second || c.Keepalive > 1200*time.Second {
-			bad("keepalive %v: the platform allows 30s..1200s", c.Keepalive)
+			bad("keepalive", "must be between 30s and 1200s on the Alibaba platform (it refuses the connection otherwise), not %s", c.Keepalive)
 		}
 		if len(c.ClientID) > 64 || strings.ContainsAny(c.ClientID, "|,") {
-			bad("client id %q: at most 64 characters, no '|' or ','", c.ClientID)
+			bad("client_id", "%q: at most 64 characters, no '|' or ','", c.ClientID)
 		}
 		if c.Endpoint == "" {
 			if c.Region == "" {
-				bad("neither endpoint nor region is set: set endpoint = \"host:port\" (instance endpoint) or region for the legacy host name")
+				bad("endpoint", "required: set endpoint (\"host:port\", the instance endpoint) or region (\"cn-shanghai\", the legacy host name)")
 			} else {
 				c.Endpoint = fmt.Sprintf("%s.iot-as-mqtt.%s.aliyuncs.com:1883", c.ProductKey, c.Region)
 			}
 		}
 		if c.Endpoint != "" {
 			if _, port, err := net.SplitHostPort(c.Endpoint); err != nil {
-				bad("endpoint %q: want host:port: %w", c.Endpoint, err)
+				bad("endpoint", "%q: want host:port: %v", c.Endpoint, err)
 			} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-				bad("endpoint %q: bad port", c.Endpoint)
+				bad("endpoint", "%q: bad port", c.Endpoint)
 			}
 		}
 		if c.ControlTopic == "" {
 			c.ControlTopic = fmt.Sprintf("/%s/%s/control", c.ProductKey, c.DeviceName)
 		}
 	case PlatformMQTT:
-		if c.Keepalive < time.Second {
-			bad("keepalive %v: want at least 1s", c.Keepalive)
+		if c.Keepalive < time.Second || c.Keepalive > 18*time.Hour {
+			bad("keepalive", "must be between 1s and 18h (MQTT's 16-bit keepalive), not %s", c.Keepalive)
 		}
 		u, err := url.Parse(c.Broker)
 		switch {
 		case c.Broker == "":
-			bad("broker is empty: want tls://host:port or tcp://host:port")
+			bad("endpoint", "required: the broker's \"host:port\"")
 		case err != nil:
-			bad("broker %q: %w", c.Broker, err)
+			bad("endpoint", "%q: %v", c.Broker, err)
 		case u.Scheme != "tls" && u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtts" && u.Scheme != "mqtt":
-			bad("broker %q: scheme must be tls:// or tcp://", c.Broker)
+			bad("endpoint", "%q: scheme must be tls:// or tcp://", c.Broker)
 		case u.Port() == "":
-			bad("broker %q: want a port", c.Broker)
+			bad("endpoint", "%q: want host:port", c.Broker)
 		}
 		if c.Topic == "" {
 			c.Topic = DefaultTopic
 		}
 		if strings.ContainsAny(c.Topic, "+#") {
-			bad("topic %q: no wildcards in a publish topic", c.Topic)
+			bad("topic", "%q: no wildcards (+, #) in a publish topic", c.Topic)
 		}
 		if c.ControlTopic == "" {
 			c.ControlTopic = "gatewayd/{device}/control"
 		}
 		c.ControlTopic = strings.ReplaceAll(c.ControlTopic, "{device}", topicLevel(c.DeviceName))
 	default:
-		bad("platform %q: want %q or %q", c.Platform, PlatformAliyun, PlatformMQTT)
+		bad("platform", "must be %q or %q, not %q", PlatformAliyun, PlatformMQTT, c.Platform)
 	}
 	errs = append(errs, checkTopicNames(&c)...)
-	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("uplink options: %w", err)
+	if len(errs) > 0 {
+		return c, fmt.Errorf("uplink options: %w", errs)
 	}
 	return c, nil
+}
+
+// Validate reports every invalid option, keyed as the config file names it
+// ("keepalive", "max_delay", "product_key"), with the defaults applied
+// first: the uplink owns its defaults and bounds, the config package only
+// points at the file's lines.
+func (o Options) Validate() field.Errors {
+	_, err := o.withDefaults()
+	var fe field.Errors
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return nil
 }
 
 // stableClientID derives the client id from the device name: it stays the

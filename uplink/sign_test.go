@@ -87,26 +87,43 @@ func TestOptionsValidation(t *testing.T) {
 	if o, err := inst.withDefaults(); err != nil || o.Endpoint != inst.Endpoint {
 		t.Fatalf("instance endpoint: %v %q", err, o.Endpoint)
 	}
+	// Each invalid option is reported under the key the config file uses.
 	for name, tc := range map[string]struct {
-		mut  func(o *Options)
-		want string
+		mut       func(o *Options)
+		key, want string
 	}{
-		"keepalive low":  {func(o *Options) { o.Keepalive = 10 * time.Second }, "30s..1200s"},
-		"keepalive high": {func(o *Options) { o.Keepalive = 1201 * time.Second }, "30s..1200s"},
-		"no secret":      {func(o *Options) { o.DeviceSecret = "" }, "device secret"},
-		"no endpoint":    {func(o *Options) { o.Region = "" }, "neither endpoint nor region"},
-		"bad endpoint":   {func(o *Options) { o.Endpoint = "nohostport" }, "host:port"},
-		"sign method":    {func(o *Options) { o.SignMethod = "sha3" }, "sign method"},
-		"platform":       {func(o *Options) { o.Platform = "aws" }, "platform"},
-		"mqtt broker":    {func(o *Options) { o.Platform = "mqtt"; o.Broker = "http://x:1" }, "tls:// or tcp://"},
-		"client cert":    {func(o *Options) { o.ClientCert = "a.pem" }, "together"},
-		"client id":      {func(o *Options) { o.ClientID = "a|b" }, "client id"},
+		"keepalive low":  {func(o *Options) { o.Keepalive = 10 * time.Second }, "keepalive", "between 30s and 1200s"},
+		"keepalive high": {func(o *Options) { o.Keepalive = 1201 * time.Second }, "keepalive", "between 30s and 1200s"},
+		"mqtt keepalive": {func(o *Options) { o.Platform = "mqtt"; o.Broker = "tcp://x:1"; o.Keepalive = 19 * time.Hour }, "keepalive", "between 1s and 18h"},
+		"no secret":      {func(o *Options) { o.DeviceSecret = "" }, "device_secret", "required"},
+		"no endpoint":    {func(o *Options) { o.Region = "" }, "endpoint", "required"},
+		"bad endpoint":   {func(o *Options) { o.Endpoint = "nohostport" }, "endpoint", "host:port"},
+		"sign method":    {func(o *Options) { o.SignMethod = "sha3" }, "sign_method", "hmacsha256, hmacsha1 or hmacmd5"},
+		"platform":       {func(o *Options) { o.Platform = "aws" }, "platform", "aliyun"},
+		"mqtt broker":    {func(o *Options) { o.Platform = "mqtt"; o.Broker = "http://x:1" }, "endpoint", "tls:// or tcp://"},
+		"client cert":    {func(o *Options) { o.ClientCert = "a.pem" }, "client_cert", "together"},
+		"client id":      {func(o *Options) { o.ClientID = "a|b" }, "client_id", "64 characters"},
+		"rate negative":  {func(o *Options) { o.MaxMessagesPerSecond = -2 }, "max_messages_per_second", "between 0.01 and 1000"},
+		"rate unlimited": {func(o *Options) { o.MaxMessagesPerSecond = Unlimited }, "max_messages_per_second", "only on plain MQTT"},
+		"rate too high":  {func(o *Options) { o.MaxMessagesPerSecond = 1001 }, "max_messages_per_second", "between 0.01 and 1000"},
+		"delay negative": {func(o *Options) { o.MaxDelay = -time.Second }, "max_delay", "between 0s"},
+		"delay too long": {func(o *Options) { o.MaxDelay = 31 * time.Second }, "max_delay", "between 0s"},
 	} {
 		o := ok
 		tc.mut(&o)
-		if _, err := o.withDefaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: err = %v, want one mentioning %q", name, err, tc.want)
+		errs := o.Validate()
+		if len(errs) != 1 || errs[0].Key != tc.key || !strings.Contains(errs[0].Msg, tc.want) {
+			t.Errorf("%s: Validate() = %v, want one error for %q mentioning %q", name, errs, tc.key, tc.want)
 		}
+		if _, err := o.withDefaults(); err == nil {
+			t.Errorf("%s: withDefaults accepted what Validate refuses", name)
+		}
+	}
+	// Unlimited is a plain-MQTT setting.
+	mq := ok
+	mq.Platform, mq.Broker, mq.MaxMessagesPerSecond = "mqtt", "tcp://x:1", Unlimited
+	if errs := mq.Validate(); len(errs) != 0 {
+		t.Errorf("mqtt unlimited: %v", errs)
 	}
 	if got := stableClientID(strings.Repeat("x", 70) + "|"); len(got) != 64 {
 		t.Errorf("stable client id length %d", len(got))

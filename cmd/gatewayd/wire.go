@@ -13,54 +13,21 @@ import (
 	"gatewayd/uplink"
 )
 
-// The config is parsed once; each layer gets only its own options.
+// The config is parsed once; each layer gets only its own options, built by
+// the config package (which also maps their field errors to the file). The
+// daemon adds what is not in the file: the logger and callbacks.
 
-func sensorSpecs(cfg *config.Config) []sensors.Spec {
-	specs := make([]sensors.Spec, len(cfg.Sensors))
-	for i, s := range cfg.Sensors {
-		specs[i] = sensors.Spec{
-			Name:       s.Name,
-			Driver:     s.Driver,
-			Bus:        s.Bus,
-			Address:    s.Address,
-			Interval:   s.Interval.Duration,
-			Properties: s.Properties,
-			Options:    s.Options,
-			Emulate:    s.Emulate,
-			Device:     s.Device,
-		}
-		if s.MuxChannel != nil {
-			specs[i].Mux = &sensors.Mux{Address: s.MuxAddress, Channel: *s.MuxChannel}
-		}
-	}
-	return specs
-}
+func sensorSpecs(cfg *config.Config) []sensors.Spec { return cfg.SensorSpecs() }
 
 // specError turns a sensors validation error into a config error that names
 // the line and key in the file.
-func specError(cfg *config.Config, err error) error {
-	var se *sensors.SpecError
-	if !asError(err, &se) {
-		return err
-	}
-	key := fmt.Sprintf("sensor[%d]", se.Index)
-	if se.Key != "" {
-		key += "." + se.Key
-	}
-	return config.Errors{cfg.Errorf(key, "%s", se.Msg)}
-}
+func specError(cfg *config.Config, err error) error { return cfg.SpecError(err) }
 
 func bufferOptions(cfg *config.Config, logger *slog.Logger) buffer.Options {
-	b := cfg.Buffer
-	return buffer.Options{
-		Path:           cfg.Path(b.Path),
-		MaxSize:        int64(b.MaxSize),
-		MaxAge:         b.MaxAge.Duration,
-		WhenFull:       b.WhenFull,
-		CommitInterval: b.CommitInterval.Duration,
-		Logger:         logger,
-		Starting:       notifyStarting,
-	}
+	o := cfg.BufferOptions()
+	o.Logger = logger
+	o.Starting = notifyStarting
+	return o
 }
 
 // sdNotify is the notifier gatewayd talks to systemd with (health's default
@@ -75,38 +42,7 @@ func notifyStarting(status string, extend time.Duration) {
 }
 
 func uplinkOptions(cfg *config.Config, secret string, logger *slog.Logger) uplink.Options {
-	u := cfg.Uplink
-	o := uplink.Options{
-		Platform:             u.Platform,
-		ProductKey:           cfg.Device.ProductKey,
-		DeviceName:           cfg.Device.DeviceName,
-		DeviceSecret:         secret,
-		Endpoint:             u.Endpoint,
-		Region:               u.Region,
-		TLS:                  u.UseTLS(),
-		CAFile:               cfg.Path(u.CAFile),
-		CAReplace:            u.CAReplace,
-		ServerName:           u.ServerName,
-		SignMethod:           u.SignMethod,
-		Keepalive:            u.Keepalive.Duration,
-		ClientID:             u.ClientID,
-		MaxMessagesPerSecond: u.MaxMessagesPerSecond,
-		MaxDelay:             u.MaxDelay.Duration,
-		ControlTopic:         u.ControlTopic,
-		Logger:               logger,
-	}
-	if o.MaxDelay == 0 {
-		o.MaxDelay = uplink.NoDelay // "0s" in the file: send every sample at once
-	}
-	if u.Platform == "mqtt" {
-		scheme := "tcp://"
-		if u.UseTLS() {
-			scheme = "tls://"
-		}
-		o.Broker = scheme + u.Endpoint
-		o.Username, o.Password = u.Username, u.Password
-		o.ClientCert, o.ClientKey = cfg.Path(u.ClientCert), cfg.Path(u.ClientKey)
-		o.Topic = u.Topic
-	}
+	o := cfg.UplinkOptions(secret)
+	o.Logger = logger
 	return o
 }

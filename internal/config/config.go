@@ -12,14 +12,17 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"gatewayd/buffer"
+	"gatewayd/sensors"
+	"gatewayd/uplink"
 )
 
-// Defaults and bounds of [uplink] max_delay. The bound stays well inside
-// the uplink's one-minute live window, past which a sample counts as
-// backlog.
+// [uplink] clock_wait (platform "mqtt") is the daemon's time policy, not a
+// layer's option: its default and bound live here.
 const (
-	DefaultMaxDelay = time.Second
-	MaxMaxDelay     = 30 * time.Second
+	DefaultClockWait = 2 * time.Minute
+	MaxClockWait     = 24 * time.Hour
 )
 
 // DefaultPaths is the search order when no --config flag is given: the boot
@@ -106,6 +109,11 @@ type Buffer struct {
 	MaxAge         Duration `toml:"max_age"`
 	WhenFull       string   `toml:"when_full"`
 	CommitInterval Duration `toml:"commit_interval"`
+	// Dead letters are bounded by count, bytes and age (0: the buffer's
+	// defaults; negative: unbounded).
+	DeadLetterMaxCount int      `toml:"dead_letter_max_count,omitempty"`
+	DeadLetterMaxBytes Size     `toml:"dead_letter_max_bytes,omitempty"`
+	DeadLetterMaxAge   Duration `toml:"dead_letter_max_age,omitempty"`
 }
 
 // Sensor is one [[sensor]] table.
@@ -317,35 +325,18 @@ func (c *Config) validate() Errors {
 	d := &c.Device
 	u := &c.Uplink
 
+	// The layers own their defaults and bounds (uplink.Options.Validate,
+	// buffer.Options.Validate, sensors.Check, see layers.go). What is left
+	// here is about the file itself: which keys belong to which platform,
+	// files it names, secrets, and the defaults shown by `check`, taken
+	// from the layers.
 	if u.Platform == "" {
-		u.Platform = "aliyun"
+		u.Platform = uplink.PlatformAliyun
 	}
 	switch u.Platform {
-	case "aliyun":
-		for key, v := range map[string]string{"device.product_key": d.ProductKey, "device.device_name": d.DeviceName} {
-			if v == "" {
-				add(c.Errorf(key, "required (copy it from the IoT platform console)"))
-			}
-		}
-		if d.DeviceSecret == "" && d.DeviceSecretFile == "" {
-			add(c.Errorf("device.device_secret", "required: set device_secret or device_secret_file"))
-		}
-		if u.Endpoint == "" && u.Region == "" {
-			add(c.Errorf("uplink.endpoint", "required: set endpoint (\"host:port\") or region (\"cn-shanghai\")"))
-		}
+	case uplink.PlatformAliyun:
 		if u.SignMethod == "" {
-			u.SignMethod = "hmacsha256"
-		}
-		switch u.SignMethod {
-		case "hmacsha256", "hmacsha1", "hmacmd5":
-		default:
-			add(c.Errorf("uplink.sign_method", "must be hmacsha256, hmacsha1 or hmacmd5, not %q", u.SignMethod))
-		}
-		if u.Keepalive.Duration == 0 {
-			u.Keepalive.Duration = 60 * time.Second
-		}
-		if k := u.Keepalive.Duration; k < 30*time.Second || k > 1200*time.Second {
-			add(c.Errorf("uplink.keepalive", "must be between 30s and 1200s on the Alibaba platform (it refuses the connection otherwise), not %s", FormatDuration(k)))
+			u.SignMethod = uplink.SignHMACSHA256
 		}
 		if u.QoS != nil && *u.QoS != 1 {
 			add(c.Errorf("uplink.qos", "must be 1 on the Alibaba platform: it has no QoS 2, and QoS 0 gives no acknowledgement to delete a reading on"))
@@ -358,48 +349,28 @@ func (c *Config) validate() Errors {
 				add(c.Errorf("uplink."+k, "only for platform = \"mqtt\"; the Alibaba platform signs in with the device triple"))
 			}
 		}
-	case "mqtt":
-		if u.Endpoint == "" {
-			add(c.Errorf("uplink.endpoint", "required: the broker's \"host:port\""))
-		}
-		if u.Keepalive.Duration == 0 {
-			u.Keepalive.Duration = 60 * time.Second
-		}
-		if k := u.Keepalive.Duration; k < 5*time.Second || k > 18*time.Hour {
-			add(c.Errorf("uplink.keepalive", "must be between 5s and 18h, not %s", FormatDuration(k)))
-		}
+	case uplink.PlatformMQTT:
 		if u.QoS != nil && *u.QoS != 1 {
 			add(c.Errorf("uplink.qos", "must be 1: a reading is deleted only when the broker's PUBACK says it arrived"))
 		}
 		if u.Topic == "" {
-			u.Topic = "sensors/{device}/{sensor}"
+			u.Topic = uplink.DefaultTopic
 		}
 		if !c.lines.has("uplink.clock_wait") {
-			u.ClockWait.Duration = 2 * time.Minute
+			u.ClockWait.Duration = DefaultClockWait
 		}
-		if w := u.ClockWait.Duration; w < 0 || w > 24*time.Hour {
-			add(c.Errorf("uplink.clock_wait", "must be between 0s and 24h, not %s", FormatDuration(w)))
+		if w := u.ClockWait.Duration; w < 0 || w > MaxClockWait {
+			add(c.Errorf("uplink.clock_wait", "must be between 0s and %s, not %s", FormatDuration(MaxClockWait), FormatDuration(w)))
 		}
-		if (u.ClientCert == "") != (u.ClientKey == "") {
-			add(c.Errorf("uplink.client_cert", "client_cert and client_key go together"))
-		}
-		if d.DeviceName == "" {
-			add(c.Errorf("device.device_name", "required: it names this gateway in topics and the client id"))
-		}
-	default:
-		add(c.Errorf("uplink.platform", "must be \"aliyun\" or \"mqtt\", not %q", u.Platform))
+	}
+	if u.Keepalive.Duration == 0 {
+		u.Keepalive.Duration = uplink.DefaultKeepalive
 	}
 	if u.MaxMessagesPerSecond == 0 {
-		u.MaxMessagesPerSecond = 20
-	}
-	if u.MaxMessagesPerSecond < 0 || u.MaxMessagesPerSecond > 1000 {
-		add(c.Errorf("uplink.max_messages_per_second", "must be between 0.01 and 1000, not %g", u.MaxMessagesPerSecond))
+		u.MaxMessagesPerSecond = uplink.DefaultMaxMessagesPerSecond
 	}
 	if !c.lines.has("uplink.max_delay") {
-		u.MaxDelay.Duration = DefaultMaxDelay
-	}
-	if md := u.MaxDelay.Duration; md < 0 || md > MaxMaxDelay {
-		add(c.Errorf("uplink.max_delay", "must be between 0s (send every sample at once) and %s, not %s (a sample held longer is no longer live)", FormatDuration(MaxMaxDelay), FormatDuration(md)))
+		u.MaxDelay.Duration = uplink.DefaultMaxDelay
 	}
 	if !u.UseTLS() {
 		if !u.AllowPlaintext {
@@ -439,70 +410,41 @@ func (c *Config) validate() Errors {
 
 	b := &c.Buffer
 	if b.Path == "" {
-		b.Path = "/var/lib/gatewayd/buffer.db"
+		b.Path = buffer.DefaultPath
 	}
 	if b.MaxSize == 0 {
-		b.MaxSize = 64 << 20
-	}
-	if b.MaxSize < 1<<20 {
-		add(c.Errorf("buffer.max_size", "must be at least 1MiB, not %s", FormatSize(int64(b.MaxSize))))
+		b.MaxSize = buffer.DefaultMaxSize
 	}
 	if b.MaxAge.Duration == 0 {
-		b.MaxAge.Duration = 30 * 24 * time.Hour
-	}
-	if b.MaxAge.Duration < time.Minute {
-		add(c.Errorf("buffer.max_age", "must be at least 1m, not %s", FormatDuration(b.MaxAge.Duration)))
+		b.MaxAge.Duration = buffer.DefaultMaxAge
 	}
 	if b.WhenFull == "" {
-		b.WhenFull = "drop-oldest"
-	}
-	if b.WhenFull != "drop-oldest" && b.WhenFull != "drop-newest" {
-		add(c.Errorf("buffer.when_full", "must be \"drop-oldest\" or \"drop-newest\", not %q", b.WhenFull))
+		b.WhenFull = buffer.DropOldest
 	}
 	if !c.lines.has("buffer.commit_interval") {
-		b.CommitInterval.Duration = 10 * time.Second
-	}
-	if ci := b.CommitInterval.Duration; ci < 0 || ci > 10*time.Minute {
-		add(c.Errorf("buffer.commit_interval", "must be between 0s (commit every reading) and 10m, not %s", FormatDuration(ci)))
+		b.CommitInterval.Duration = buffer.DefaultCommitInterval
 	}
 
 	if len(c.Sensors) == 0 {
 		add(&Error{File: c.File, Key: "sensor", Msg: "no [[sensor]] configured: nothing to read"})
 	}
-	names := map[string]int{}
 	for i := range c.Sensors {
 		s := &c.Sensors[i]
 		key := func(k string) string { return fmt.Sprintf("sensor[%d].%s", i, k) }
-		if s.Name == "" {
-			add(c.Errorf(key("name"), "required: a unique name for logs, metrics and property names"))
-		} else if j, dup := names[s.Name]; dup {
-			add(c.Errorf(key("name"), "%q is already the name of sensor[%d] (line %d); names must be unique", s.Name, j, c.Line(fmt.Sprintf("sensor[%d].name", j))))
-		} else {
-			names[s.Name] = i
-		}
 		if s.Driver == "" {
-			add(c.Errorf(key("driver"), "required (bme280, bmp280, aht20, sht3x, sht4x, scd4x, hdc302x, mcp9808, tmp102, ds18b20)"))
+			add(c.Errorf(key("driver"), "required (%s)", strings.Join(sensors.DriverNames(), ", ")))
 		}
 		if s.Driver != "ds18b20" && s.Bus == "" {
-			s.Bus = "/dev/i2c-1"
+			s.Bus = sensors.DefaultBus
 		}
 		if s.Interval.Duration == 0 {
-			s.Interval.Duration = 10 * time.Second
-		}
-		if iv := s.Interval.Duration; iv < 100*time.Millisecond || iv > 24*time.Hour {
-			add(c.Errorf(key("interval"), "must be between 100ms and 24h, not %s", FormatDuration(iv)))
-		}
-		if s.Address > 0x7f {
-			add(c.Errorf(key("address"), "an I2C address is 7 bits (0x03..0x77), not 0x%x", s.Address))
-		}
-		if s.MuxChannel != nil && (*s.MuxChannel < 0 || *s.MuxChannel > 7) {
-			add(c.Errorf(key("mux_channel"), "a TCA9548A has channels 0..7, not %d", *s.MuxChannel))
+			s.Interval.Duration = sensors.DefaultInterval
 		}
 		if s.MuxAddress != 0 && s.MuxChannel == nil {
 			add(c.Errorf(key("mux_address"), "needs mux_channel (0..7)"))
 		}
 		if s.MuxChannel != nil && s.MuxAddress == 0 {
-			s.MuxAddress = 0x70
+			s.MuxAddress = sensors.DefaultMuxAddress
 		}
 		if len(s.Emulate) > 0 && s.Bus != "emulated" && !strings.HasPrefix(s.Bus, "emulated:") {
 			add(c.Errorf(key("emulate"), "only for bus = \"emulated\" (or \"emulated:<name>\")"))
@@ -516,6 +458,17 @@ func (c *Config) validate() Errors {
 	case "debug", "info", "warn", "error":
 	default:
 		add(c.Errorf("log.level", "must be debug, info, warn or error, not %q", c.Log.Level))
+	}
+	// The layers' own checks; a key already reported above is not
+	// reported twice.
+	seen := map[string]bool{}
+	for _, e := range errs {
+		seen[e.Key] = true
+	}
+	for _, e := range c.layerErrors() {
+		if !seen[e.Key] {
+			errs = append(errs, e)
+		}
 	}
 	return errs
 }

@@ -78,10 +78,10 @@ keepalive = "21m"`, 8, "uplink.keepalive", "between 30s and 1200s"},
 		{"bad duration", `interval = "1m"=>interval = "1 minute"`, 19, "sensor.interval", "invalid duration"},
 		{"wrong type", `interval = "1m"=>interval = 60`, 19, "sensor.interval", ""},
 		{"address too big", `driver = "sht4x"=>driver = "sht4x"
-address = 0x80`, 19, "sensor[1].address", "7 bits"},
+address = 0x80`, 19, "sensor[1].address", "is not an address of the sht4x"},
 		{"address overflow", `driver = "sht4x"=>driver = "sht4x"
 address = 0x1ffff`, 19, "sensor.address", "out of range"},
-		{"duplicate sensor name", `name = "soil"=>name = "air"`, 17, "sensor[1].name", "already the name of sensor[0] (line 10)"},
+		{"duplicate sensor name", `name = "soil"=>name = "air"`, 17, "sensor[1].name", "already the name of sensor[0]"},
 		{"sign method", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
 sign_method = "sha256"`, 8, "uplink.sign_method", "hmacsha256, hmacsha1 or hmacmd5"},
 		{"qos 2 on aliyun", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
@@ -107,7 +107,7 @@ max_size = "lots"
 name   = "air"`, 10, "buffer.max_size", "invalid size"},
 		{"emulate on real bus", `bus    = "emulated"=>bus    = "/dev/i2c-1"`, 13, "sensor[0].emulate", "only for bus"},
 		{"mux channel", `driver = "sht4x"=>driver = "sht4x"
-mux_channel = 9`, 19, "sensor[1].mux_channel", "channels 0..7"},
+mux_channel = 9`, 19, "sensor[1].mux_channel", "outside 0..7"},
 		{"max_delay negative", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
 max_delay = "-1s"`, 8, "uplink.max_delay", "between 0s (send every sample at once) and 30s"},
 		{"max_delay too long", `endpoint = "127.0.0.1:8883"=>endpoint = "127.0.0.1:8883"
