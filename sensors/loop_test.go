@@ -339,3 +339,78 @@ func TestCloseAbandonsAWedgedLoop(t *testing.T) {
 		t.Errorf("healthy Close = %v", err)
 	}
 }
+
+// Sensors that share an interval sample on the same ticks of the clock
+// (multiples of the interval), so a round is one wake-up of the process and
+// its samples reach the uplink together; a timer's lateness does not shift a
+// sensor's phase for good.
+func TestSharedIntervalSamplesOnTicks(t *testing.T) {
+	const iv = 60 * time.Millisecond
+	taken := map[string][]time.Time{}
+	var specs []Spec
+	for i, name := range []string{"a", "b", "c"} {
+		specs = append(specs, Spec{Name: name, Driver: "tmp102", Bus: "emulated", Address: 0x48 + uint16(i), Interval: iv})
+	}
+	s, _ := mustSet(t, specs, nil)
+	k, stop := running(t, s)
+	eventually(t, "20 rounds", func() bool {
+		return len(k.samples("a")) >= 21 && len(k.samples("b")) >= 21 && len(k.samples("c")) >= 21
+	})
+	stop()
+	for _, name := range []string{"a", "b", "c"} {
+		for _, smp := range k.samples(name)[1:] { // the first is taken at once, off the ticks
+			taken[name] = append(taken[name], smp.Time)
+		}
+	}
+	// Round r holds the samples taken in [r·iv, (r+1)·iv): each sensor's
+	// in the same round, taken close to its tick.
+	rounds := map[int64]map[string]bool{}
+	late := 0
+	n := 0
+	for name, ts := range taken {
+		for _, ts := range ts {
+			n++
+			r := ts.UnixNano() / int64(iv)
+			if rounds[r] == nil {
+				rounds[r] = map[string]bool{}
+			}
+			rounds[r][name] = true
+			if off := time.Duration(ts.UnixNano() % int64(iv)); off > iv/3 {
+				late++
+			}
+		}
+	}
+	// A loaded machine may wake a timer late now and then; never most.
+	if late > n/10 {
+		t.Errorf("%d of %d samples taken more than %v after their tick", late, n, iv/3)
+	}
+	split := 0
+	for _, names := range rounds {
+		if len(names) != 3 {
+			split++
+		}
+	}
+	// The last round may be cut by stop; a late wake-up may split one.
+	if split > 2+len(rounds)/10 {
+		t.Errorf("%d of %d rounds without all three sensors", split, len(rounds))
+	}
+}
+
+func TestUntilTick(t *testing.T) {
+	at := func(ms int64) time.Time { return time.UnixMilli(ms) }
+	for _, c := range []struct {
+		now  time.Time
+		iv   time.Duration
+		want time.Duration
+	}{
+		{at(10_000), 10 * time.Second, 10 * time.Second},
+		{at(10_001), 10 * time.Second, 9999 * time.Millisecond},
+		{at(19_999), 10 * time.Second, time.Millisecond},
+		{at(1_250), time.Second, 750 * time.Millisecond},
+		{at(-250), time.Second, 250 * time.Millisecond}, // a board's clock before 1970
+	} {
+		if got := untilTick(c.now, c.iv); got != c.want {
+			t.Errorf("untilTick(%v, %v) = %v, want %v", c.now.UnixMilli(), c.iv, got, c.want)
+		}
+	}
+}

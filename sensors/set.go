@@ -626,11 +626,10 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		case <-ctx.Done():
 			return
 		case <-se.wake:
-			// New interval: the next sample is due one new interval after
-			// the last one started.
+			// New interval: the next sample is due at its next tick.
 			if fails == 0 && !start.IsZero() {
 				timer.Stop()
-				timer.Reset(max(0, time.Until(start.Add(se.currentInterval()))))
+				timer.Reset(untilTick(time.Now(), se.currentInterval()))
 			}
 			continue
 		case <-timer.C:
@@ -640,7 +639,7 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := se.currentInterval() - time.Since(start)
+		wait := untilTick(time.Now(), se.currentInterval())
 		switch {
 		case err == nil:
 			fails = 0
@@ -691,6 +690,21 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		}
 		timer.Reset(max(0, wait))
 	}
+}
+
+// untilTick is how long from now until the next multiple of iv on the
+// clock, in (0, iv]. Sampling on these ticks (as Telegraf's round_interval
+// does) keeps the sensors that share an interval in step: their timers
+// expire together, so a round costs the process one wake-up instead of one
+// per sensor, and its samples reach the uplink together to share a message.
+// Scheduling each sample one interval after the last one started would
+// instead let every timer's lateness shift that sensor's phase for good.
+func untilTick(now time.Time, iv time.Duration) time.Duration {
+	off := time.Duration(now.UnixNano() % int64(iv))
+	if off < 0 {
+		off += iv
+	}
+	return iv - off
 }
 
 func (se *sensor) currentInterval() time.Duration {

@@ -23,7 +23,9 @@ type Spec struct {
 	Bus     string // "/dev/i2c-1" or "1", or "emulated" / "emulated:<name>"; unused for ds18b20 (except "emulated")
 	Address uint16 // 7-bit I²C address; 0 = the driver's default address
 	Mux     *Mux   // optional TCA9548A in front of the chip
-	// Interval is the sampling interval; 0 = DefaultInterval.
+	// Interval is the sampling interval; 0 = DefaultInterval. The first
+	// sample is taken at once, the next ones on the clock's multiples of
+	// Interval, so sensors sharing an interval sample together.
 	Interval time.Duration
 	// Properties maps measurement -> property id. Nil or empty: every
 	// measurement of the driver, named "<name>_<measurement>". When set,

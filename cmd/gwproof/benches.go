@@ -41,9 +41,10 @@ func parseBench(out string) []benchLine {
 	return res
 }
 
-// uplinkDrainReadings is the backlog size of uplink's BenchmarkBacklogDrain
-// (its benchReadings constant); each benchmark iteration drains one.
-const uplinkDrainReadings = 10000
+// uplinkDrainValues is the backlog size of uplink's BenchmarkBacklogDrain
+// (its benchReadings constant: 9,999 values, 3,333 BME280 samples); each
+// benchmark iteration drains one.
+const uplinkDrainValues = 9999
 
 // drain runs uplink's own backlog drain benchmark: a running client drains
 // a backlog until every reading is acknowledged, next to synchronous
@@ -56,31 +57,30 @@ func (h *harness) drain() error {
 		return fmt.Errorf("%w\n%s", err, tail(out, 20))
 	}
 	s := &section{
-		title: "Drain: a backlog drained with acknowledgements vs synchronous one-reading-per-message QoS 1",
-		method: fmt.Sprintf("uplink's `BenchmarkBacklogDrain`, run by this command with `-benchtime %dx`: %d backlogs of %d readings two hours old "+
-			"(%d readings in all) drained by a running client until every one was acknowledged (post_reply 200 from iotsim over TLS / "+
-			"PUBACK from mosquitto over TLS), and as many plain one-reading-per-message QoS 1 publishes, each waiting for its PUBACK, "+
-			"in the same run. The benchmark's backlog size is a constant in uplink/bench_test.go; %d×%d stands in for the issue's "+
-			"single 100,000-reading backlog.", n, n, uplinkDrainReadings, n*uplinkDrainReadings, n, uplinkDrainReadings),
-		head: []string{"far end", "readings drained", "drain (readings/s, acknowledged)", "synchronous (readings/s)", "ratio", "target ≥ 5×"},
+		title: "Drain: a backlog drained with acknowledgements vs synchronous one-value-per-message QoS 1",
+		method: fmt.Sprintf("uplink's `BenchmarkBacklogDrain`, run by this command with `-benchtime %dx`: %d backlogs of %d values (BME280 samples) "+
+			"two hours old (%d values in all) drained by a running client until every one was acknowledged (post_reply 200 from iotsim over TLS / "+
+			"PUBACK from mosquitto over TLS), and as many plain one-value-per-message QoS 1 publishes, each waiting for its PUBACK, "+
+			"in the same run. The benchmark's backlog size is a constant in uplink/bench_test.go.", n, n, uplinkDrainValues, n*uplinkDrainValues),
+		head: []string{"far end", "values drained", "drain (values/s, acknowledged)", "synchronous (values/s)", "ratio", "target ≥ 5×"},
 	}
 	h.report.add(s)
 	found := 0
 	for _, b := range parseBench(out) {
 		far := strings.TrimPrefix(b.name, "BenchmarkBacklogDrain/")
-		rate, sync := b.metrics["readings/s"], b.metrics["sync-readings/s"]
+		rate, sync := b.metrics["values/s"], b.metrics["sync-values/s"]
 		if rate == 0 {
 			continue
 		}
 		found++
 		if sync == 0 {
 			// The benchmark runs no baseline at the platform's default
-			// pace: a one-reading-per-message sender held to 20
-			// messages/s manages 20 readings/s.
-			s.row(far, b.n*uplinkDrainReadings, fmt.Sprintf("%.0f", rate), "20 (held to the same 20 messages/s; not run)", ratio(rate, 20), met(rate >= 5*20))
+			// pace: a one-value-per-message sender held to 20
+			// messages/s manages 20 values/s.
+			s.row(far, b.n*uplinkDrainValues, fmt.Sprintf("%.0f", rate), "20 (held to the same 20 messages/s; not run)", ratio(rate, 20), met(rate >= 5*20))
 			continue
 		}
-		s.row(far, b.n*uplinkDrainReadings, fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", sync), ratio(rate, sync), met(rate >= 5*sync))
+		s.row(far, b.n*uplinkDrainValues, fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", sync), ratio(rate, sync), met(rate >= 5*sync))
 	}
 	if found == 0 {
 		return fmt.Errorf("no drain results in the benchmark output:\n%s", tail(out, 20))

@@ -16,14 +16,14 @@ import (
 
 func TestParseBench(t *testing.T) {
 	out := `goos: linux
-BenchmarkBacklogDrain/iotsim/unlimited-2         	       1	     92963 readings/s	     13363 sync-readings/s	         6.957 x-faster
+BenchmarkBacklogDrain/iotsim/unlimited-2         	       1	     15324 sync-values/s	    105904 values/s	         6.911 x-faster
 BenchmarkBytesPerReading 	      12	         0 ns/op	     34065 stock-bbolt-naive-offline-B/reading
 PASS`
 	bs := parseBench(out)
 	if len(bs) != 2 {
 		t.Fatalf("parsed %d lines, want 2: %+v", len(bs), bs)
 	}
-	if bs[0].name != "BenchmarkBacklogDrain/iotsim/unlimited" || bs[0].n != 1 || bs[0].metrics["sync-readings/s"] != 13363 {
+	if bs[0].name != "BenchmarkBacklogDrain/iotsim/unlimited" || bs[0].n != 1 || bs[0].metrics["sync-values/s"] != 15324 || bs[0].metrics["values/s"] != 105904 {
 		t.Errorf("first line parsed as %+v", bs[0])
 	}
 	if bs[1].name != "BenchmarkBytesPerReading" || bs[1].metrics["stock-bbolt-naive-offline-B/reading"] != 34065 {

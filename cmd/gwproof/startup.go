@@ -14,7 +14,8 @@ func (h *harness) startup() error {
 		method: fmt.Sprintf("%d trials, each a fresh buffer file: gatewayd (3 emulated BME280s, interval 1 s, aliyun over TLS) against iotsim; "+
 			"from just before exec to the moment iotsim accepted the first value (it answers post_reply 200 at once). "+
 			"The path includes the TLS login, the platform NTP exchange (this machine's clock reports itself unsynchronised, so "+
-			"readings wait for the platform's time before they may be sent), the first sample and the first post.", h.sz.StartTrials),
+			"readings wait for the platform's time before they may be sent), the first sample, `max_delay` (default 1 s: a live sample waits "+
+			"up to that long for the other samples of its round, so that one message carries the round) and the first post.", h.sz.StartTrials),
 		head: []string{"trials", "min", "median", "max", "first reading taken after (median)"},
 	}
 	var firsts, taken []time.Duration

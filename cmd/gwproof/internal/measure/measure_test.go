@@ -271,3 +271,12 @@ Rss:                   0 kB
 		t.Fatalf("own smaps: %v %v", self, err)
 	}
 }
+
+// Without strace the harness must be told so (and says so), not get a
+// count of zero.
+func TestStraceMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if _, err := StraceFor(context.Background(), os.Getpid(), time.Millisecond, t.TempDir()); err != ErrNoStrace {
+		t.Fatalf("without strace on PATH: %v, want ErrNoStrace", err)
+	}
+}
