@@ -281,7 +281,6 @@ func (p *pipeline) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func asError[T error](err error, target *T) bool { return errors.As(err, target) }
 
 // clockStateDir keeps the clock's sync anchors beside the buffer (the
 // service's StateDirectory), so readings from an earlier boot can be dated.
