@@ -281,7 +281,6 @@ func (p *pipeline) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-
 // clockStateDir keeps the clock's sync anchors beside the buffer (the
 // service's StateDirectory), so readings from an earlier boot can be dated.
 func clockStateDir(cfg *config.Config) string {
