@@ -101,6 +101,9 @@ func recKey(r buffer.ExportRecord) key { return key{r.Property, r.Time.UnixMilli
 type tally struct {
 	taken, unique, dups, remaining, dead, lost int
 	drops                                      int
+	// lostDetail names lost values (in-process trials, where each is
+	// known by its identity): what the evidence says about them.
+	lostDetail string
 }
 
 // tally compares readings taken before the cutoff (gatewayd's own counter,

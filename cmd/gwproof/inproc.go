@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +50,10 @@ type inproc struct {
 	// sampleVals remembers each sample's measurements, so that a
 	// whole-sample Ref (empty Measurement) can be resolved to its values.
 	sampleVals map[reading.ID][]string
+	// props and stamps say, for a lost value, what to look for at iotsim:
+	// its property and its sample's time when appended.
+	props  map[reading.Ref]string
+	stamps map[reading.ID]time.Time
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -55,17 +62,27 @@ type inproc struct {
 type recSink struct{ p *inproc }
 
 func (s recSink) Append(ctx context.Context, ss []reading.Sample) error {
+	// Held across the Append, so an Ack of these samples (recSource.Ack
+	// takes mu after the buffer's Ack) is recorded after them, however
+	// this goroutine is scheduled.
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
 	if err := s.p.buf.Append(ctx, ss); err != nil {
 		return err
 	}
-	s.p.mu.Lock()
 	for _, sm := range ss {
 		for _, v := range sm.Values {
-			s.p.taken[reading.Ref{ID: sm.ID, Measurement: v.Measurement}] = true
+			ref := reading.Ref{ID: sm.ID, Measurement: v.Measurement}
+			s.p.taken[ref] = true
 			s.p.sampleVals[sm.ID] = append(s.p.sampleVals[sm.ID], v.Measurement)
+			if s.p.props != nil {
+				s.p.props[ref] = v.Property
+			}
+		}
+		if s.p.stamps != nil {
+			s.p.stamps[sm.ID] = sm.Time
 		}
 	}
-	s.p.mu.Unlock()
 	return nil
 }
 
@@ -132,7 +149,8 @@ func (h *harness) startInproc(synced bool) (*inproc, error) {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
 	p := &inproc{path: filepath.Join(dir, "buffer.db"), synced: synced,
-		taken: map[reading.Ref]bool{}, acked: map[reading.Ref]int{}, dead: map[reading.Ref]bool{}, sampleVals: map[reading.ID][]string{}}
+		taken: map[reading.Ref]bool{}, acked: map[reading.Ref]int{}, dead: map[reading.Ref]bool{}, sampleVals: map[reading.ID][]string{},
+		props: map[reading.Ref]string{}, stamps: map[reading.ID]time.Time{}}
 	if p.sim, err = iotsim.Start(iotsim.Options{TLSAddr: "127.0.0.1:0", CertFile: cert, KeyFile: key,
 		Devices: []iotsim.Device{{ProductKey: pk, DeviceName: dn, DeviceSecret: secret}}}); err != nil {
 		return nil, fmt.Errorf("iotsim: %w", err)
@@ -259,6 +277,7 @@ func (p *inproc) tally() (tally, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := tally{taken: len(p.taken)}
+	var lost []reading.Ref
 	for ref := range p.taken {
 		switch {
 		case p.acked[ref] > 0:
@@ -269,6 +288,7 @@ func (p *inproc) tally() (tally, error) {
 			t.remaining++
 		default:
 			t.lost++
+			lost = append(lost, ref)
 		}
 	}
 	seen := map[key]int{}
@@ -278,6 +298,27 @@ func (p *inproc) tally() (tally, error) {
 	for _, n := range seen {
 		t.dups += n - 1
 	}
+	// Name the lost values: their identity, when they were taken, and
+	// whether iotsim accepted them (then only the acknowledgement went
+	// missing) or never saw them.
+	slices.SortFunc(lost, func(a, b reading.Ref) int { return cmp.Compare(a.ID, b.ID) })
+	var names []string
+	for i, ref := range lost {
+		if i == 5 {
+			names = append(names, fmt.Sprintf("and %d more", len(lost)-5))
+			break
+		}
+		at := p.stamps[ref.ID]
+		accepted := 0
+		for k, n := range seen {
+			if k.prop == p.props[ref] && k.ms == at.UnixMilli() {
+				accepted = n
+			}
+		}
+		names = append(names, fmt.Sprintf("sample %d %s (%s, taken %s, accepted by iotsim %d times)",
+			ref.ID, ref.Measurement, p.props[ref], at.UTC().Format("15:04:05.000"), accepted))
+	}
+	t.lostDetail = strings.Join(names, "; ")
 	return t, nil
 }
 

@@ -167,6 +167,9 @@ func faultRow(s *section, fault, trials string, tl tally, recovered bool, how st
 		for _, w := range lostWhy {
 			lost += " " + w
 		}
+		if tl.lostDetail != "" {
+			lost += " (" + tl.lostDetail + ")"
+		}
 	}
 	s.row(fault, trials, tl.taken, tl.unique, tl.dups, tl.remaining, tl.dead, tl.drops, lost, yesNo(recovered), how)
 }
