@@ -152,7 +152,7 @@ func (c *Client) waitToken(ctx context.Context, tok mqtt.Token, timeout time.Dur
 // (recovery_test.go models both with this function).
 // lostFailures is where the backoff starts after a lost connection: the
 // window of the first retry is BackoffMin<<(lostFailures-1).
-const lostFailures = 3
+const lostFailures = 5
 
 func (c *Client) backoff(failures int) time.Duration {
 	ceil := c.o.BackoffMax
@@ -226,7 +226,7 @@ func (c *Client) Run(ctx context.Context) error {
 		cl.Disconnect(0)
 		c.stats.update(func(s *Stats) { s.LastErr = err.Error() })
 		// A lost link is often lost by the whole fleet at once (the broker
-		// restarted): spread the first retry over 4 floors (4 s by default)
+		// restarted): spread the first retry over 16 floors (16 s by default)
 		// instead of one, so 500 boards do not all knock within a second.
 		failures = lostFailures
 		d := c.backoff(failures)

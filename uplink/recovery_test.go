@@ -55,7 +55,7 @@ func TestRecoveryAfterOutageWithinSeconds(t *testing.T) {
 func TestFleetRecoveryGentleAndQuick(t *testing.T) {
 	c := &Client{o: Options{BackoffMin: DefaultBackoffMin, BackoffMax: DefaultBackoffMax}}
 	const boards = 500
-	for _, outage := range []time.Duration{20 * time.Second, 5 * time.Minute} {
+	for _, outage := range []time.Duration{3 * time.Second, 20 * time.Second, 5 * time.Minute} {
 		perSecond := map[int]int{}
 		var last time.Duration
 		for b := 0; b < boards; b++ {

@@ -32,7 +32,7 @@ func (h *harness) fleet() error {
 	n := h.sz.Fleet
 	s := &section{
 		title: fmt.Sprintf("Fleet: %d clients, one Mosquitto restarted (down %v)", n, h.sz.FleetDown),
-		method: fmt.Sprintf("%d real `uplink` clients (`platform = \"mqtt\"`, default backoff 1 s … 2 min with full jitter) in this one "+
+		method: fmt.Sprintf("%d real `uplink` clients (`platform = \"mqtt\"`, default backoff: first retry after a lost link spread over 16 s, then up to 20 s with full jitter) in this one "+
 			"process, then %d mqtt.js %s clients (its default reconnectPeriod, 1000 ms fixed, the Node SDK's behaviour) in one node "+
 			"process, each population against its own fresh mosquitto behind a TCP proxy that timestamps every TCP connection "+
 			"a client opens. With all connected, the broker is stopped (SIGTERM), kept down %v, and started again on the same port. "+
