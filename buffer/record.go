@@ -242,6 +242,11 @@ func decodeV2(id reading.ID, b []byte, dict *Dict) (reading.Sample, error) {
 			v.Value = dequantize(d.varint("value"), me.res)
 		} else if raw := d.bytes(8, "value"); d.err == nil {
 			v.Value = math.Float64frombits(binary.BigEndian.Uint64(raw))
+			// The encoder writes a raw float only for a value it cannot
+			// store at its resolution; one it could is not a record of ours.
+			if _, ok := quantize(v.Value, me.res); ok {
+				d.fail("raw value that fits its resolution")
+			}
 		}
 		if len(s.Values) >= maxValues {
 			d.fail("value count")
