@@ -18,6 +18,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"gatewayd/internal/freeport"
 )
 
 // proc is one child process the harness started; stop always reaps it.
@@ -109,15 +111,9 @@ func (p *proc) stop(sig syscall.Signal, bound time.Duration) bool {
 	}
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a child process to bind (see freeport:
+// never from the ephemeral range that concurrent trials' sockets draw from).
+func freePort() (int, error) { return freeport.Get() }
 
 // waitPort waits (bounded) until something accepts on addr.
 func waitPort(addr string, bound time.Duration) error {

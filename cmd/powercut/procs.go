@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"gatewayd/internal/freeport"
 )
 
 // proc is one child process; its stderr (and stdout, unless read line by
@@ -105,14 +107,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback port for a child process to bind (see freeport:
+// never from the ephemeral range that concurrent trials' sockets draw from).
+func freePort() (int, error) { return freeport.Get() }
 
 func listening(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)

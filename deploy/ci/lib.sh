@@ -12,7 +12,9 @@ finish() {
 	printf 'PASS %s\n' "$1"
 }
 
-# free_port N: the first port from N up that nothing listens on.
+# free_port N: the first port from N up that nothing listens on. Callers pass
+# an N below the kernel's ephemeral range (32768 up), so no client socket of
+# ours or of a concurrent process can take it before the daemon binds it.
 free_port() {
 	local p=$1
 	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done

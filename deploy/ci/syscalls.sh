@@ -31,14 +31,14 @@ info "unit allows ${#allowed[@]} system calls"
 
 # --- The daemon, end to end, under strace ----------------------------------------
 pk=a1sysTestPK dn=pi-strace secret=strace-secret
-port=$(free_port 38883)
+port=$(free_port 21883)
 "$sim" --tls "127.0.0.1:$port" --tcp "" --certs "$tmp/certs" --device "$pk:$dn:$secret" >"$tmp/iotsim.out" 2>"$tmp/iotsim.err" &
 pids+=($!)
 simpid=$!
 wait_for 20 eval "grep -q listening '$tmp/iotsim.err' && (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" ||
 	{ fail "syscalls: iotsim did not start"; finish syscalls; }
 ca=$(sed -n "s/^iotsim: CA for the gateway's ca_file: //p" "$tmp/iotsim.err")
-hport=$(free_port 39102)
+hport=$(free_port 22102)
 e2e_config "$tmp/gatewayd.toml" "$pk" "$dn" "$secret" "$port" "$ca" "$hport"
 "$notify" -socket "$tmp/notify.sock" -max 5m >"$tmp/notify.log" 2>&1 &
 pids+=($!)
@@ -58,6 +58,10 @@ wait_for 60 grep -q "$dn temperature=21\.[0-9]*" "$tmp/iotsim.out" || { ok=; fai
 wait_for 10 grep -q ' WATCHDOG=1$' "$tmp/notify.log" || { ok=; fail "syscalls: watchdog not fed under strace"; }
 http_get "$hport" /healthz "$tmp/healthz" || { ok=; fail "syscalls: /healthz failed under strace"; }
 http_get "$hport" /metrics "$tmp/metrics" || { ok=; fail "syscalls: /metrics failed under strace"; }
+if [ -z "$ok" ]; then
+	info "last lines of the daemon's log:"
+	tail -n 15 "$tmp/gatewayd.log" | sed 's/^/     | /'
+fi
 # SIGTERM the daemon (strace's child), not strace.
 gw=
 for st in /proc/[0-9]*/stat; do # no pgrep on a bare machine

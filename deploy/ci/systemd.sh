@@ -149,8 +149,8 @@ esac
 
 # --- iotsim on the host's loopback --------------------------------------------------
 pk=a1ciSysPK01 dn=nspawn-1 secret=ci-systemd-secret
-port=$(free_port 48883)
-hport=$(free_port 49102)
+port=$(free_port 23883)
+hport=$(free_port 24102)
 start_sim() {
 	TZ=UTC "$sim" --tls "127.0.0.1:$port" --tcp "" --certs "$work/certs" --device "$pk:$dn:$secret" \
 		>>"$work/iotsim.out" 2>>"$work/iotsim.err" &

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"gatewayd/internal/freeport"
 )
 
 // CA is a throwaway certificate authority written to a test's temp dir.
@@ -162,13 +164,13 @@ func writeFile(tb testing.TB, path string, b []byte) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port for another process to bind: free a
+// moment ago, outside the ephemeral range, never handed out twice (freeport).
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
