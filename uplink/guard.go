@@ -90,14 +90,26 @@ func (g *frameGuard) scan(p []byte) (ok int, err error) {
 // guardConn is the dialed connection as paho sees it: reads pass through a
 // frameGuard, and an oversize packet closes the connection (paho then
 // reports it lost and Run reconnects).
+//
+// It also reads ahead: paho's packets.ReadPacket asks the connection for a
+// packet's first byte, then its length byte by byte, then its body, so every
+// inbound packet cost about seven read(2) calls (a post_reply: 7). Through a
+// readAhead-byte buffer it costs one. The guard scans what the buffer is
+// filled with, so an oversize announcement is still refused before paho
+// sees its last length byte, and at most readAhead bytes sit in memory.
 type guardConn struct {
 	net.Conn
 	onBad func(error)
 
-	mu  sync.Mutex
-	g   frameGuard
-	err error // sticky: every Read after a refusal fails
+	mu   sync.Mutex
+	g    frameGuard
+	err  error  // sticky: every Read after a refusal fails
+	buf  []byte // read-ahead; buf[r:w] not yet handed to paho
+	r, w int
+	rerr error // the underlying read's error, returned once buf is drained
 }
+
+const readAhead = 4096
 
 func (c *Client) guard(conn net.Conn) net.Conn {
 	return &guardConn{Conn: conn, g: frameGuard{limit: MaxInboundPacket}, onBad: c.oversize}
@@ -106,21 +118,48 @@ func (c *Client) guard(conn net.Conn) net.Conn {
 func (g *guardConn) Read(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.r < g.w {
+		n := copy(p, g.buf[g.r:g.w])
+		g.r += n
+		return n, nil
+	}
+	if err := g.rerr; err != nil {
+		g.rerr = nil
+		return 0, err
+	}
 	if g.err != nil {
 		return 0, g.err
 	}
-	n, err := g.Conn.Read(p)
-	ok, bad := g.g.scan(p[:n])
+	if len(p) == 0 {
+		return 0, nil
+	}
+	dst := p // a large read (a big packet's body) goes straight to paho
+	if len(p) < readAhead {
+		if g.buf == nil {
+			g.buf = make([]byte, readAhead)
+		}
+		dst = g.buf
+	}
+	n, err := g.Conn.Read(dst)
+	ok, bad := g.g.scan(dst[:n])
 	if bad != nil {
 		g.err = bad
 		g.Conn.Close()
 		g.onBad(bad)
-		if ok > 0 {
-			return ok, nil // the complete packets before the bad one
+		n, err = ok, nil // the complete packets before the bad one
+		if ok == 0 {
+			return 0, bad
 		}
-		return 0, bad
 	}
-	return n, err
+	if len(p) >= readAhead {
+		return n, err
+	}
+	m := copy(p, g.buf[:n])
+	g.r, g.w = m, n
+	if m < n && err != nil {
+		g.rerr, err = err, nil // hand over the buffered bytes first
+	}
+	return m, err
 }
 
 // oversize counts and logs (rate-limited) a refused packet.

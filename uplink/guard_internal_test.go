@@ -3,6 +3,7 @@ package uplink
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -153,4 +154,54 @@ func FuzzGuardFraming(f *testing.F) {
 			t.Fatalf("accepted the stream; whole-stream parse: %v at %d", wantErr, wantAt)
 		}
 	})
+}
+
+// countConn hands out a fixed stream in one go per Read and counts the
+// Reads; at the end of the stream it returns its data with io.EOF.
+type countConn struct {
+	net.Conn
+	data  []byte
+	reads int
+}
+
+func (c *countConn) Read(p []byte) (int, error) {
+	c.reads++
+	n := copy(p, c.data)
+	c.data = c.data[n:]
+	if len(c.data) == 0 {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (c *countConn) Close() error { return nil }
+
+// Paho reads a packet a byte or two at a time; through the guard, three
+// pipelined replies cost one read of the connection, every byte arrives in
+// order, and the end of the stream comes after the last byte.
+func TestGuardConnReadsAhead(t *testing.T) {
+	var stream []byte
+	for i := 0; i < 3; i++ {
+		stream = append(stream, packet(0x32, 150+i)...)
+	}
+	cc := &countConn{data: append([]byte(nil), stream...)}
+	c, _ := New(Options{ProductKey: "pk", DeviceName: "dn", DeviceSecret: "s", Endpoint: "127.0.0.1:1", Logger: discardLogger()}, nopSource{})
+	g := c.guard(cc)
+	var got []byte
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		b := make([]byte, 1+i%3) // like paho: 1, 2, ... bytes at a time
+		var n int
+		n, err = g.Read(b)
+		got = append(got, b[:n]...)
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("ended with %v, want io.EOF", err)
+	}
+	if !bytes.Equal(got, stream) {
+		t.Fatalf("got %d bytes, want the %d sent, in order", len(got), len(stream))
+	}
+	if cc.reads != 1 {
+		t.Fatalf("%d reads of the connection for %d bytes, want 1", cc.reads, len(stream))
+	}
 }
