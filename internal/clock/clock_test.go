@@ -496,3 +496,31 @@ func TestSyncStateCachedForASecond(t *testing.T) {
 		t.Errorf("without boottime: %d adjtimex calls for 3 looks, want 3", k.adjCalls-before)
 	}
 }
+
+// The raw system calls read what x/sys's wrappers read: CLOCK_BOOTTIME
+// between two wrapper reads, and the same clock discipline state.
+func TestRawSyscallsMatchWrappers(t *testing.T) {
+	var a, b unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := boottime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &b); err != nil {
+		t.Fatal(err)
+	}
+	if lo, hi := time.Duration(a.Nano()), time.Duration(b.Nano()); got < lo || got > hi {
+		t.Fatalf("raw boottime %v outside the wrapper's reads [%v, %v]", got, lo, hi)
+	}
+	var want, raw unix.Timex
+	ws, werr := unix.Adjtimex(&want)
+	rs, rerr := adjtimex(&raw)
+	if (werr == nil) != (rerr == nil) {
+		t.Fatalf("wrapper err %v, raw err %v", werr, rerr)
+	}
+	if werr == nil && (ws != rs || want.Status != raw.Status) {
+		t.Fatalf("wrapper state %d status %#x, raw state %d status %#x", ws, want.Status, rs, raw.Status)
+	}
+}
