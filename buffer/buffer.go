@@ -16,6 +16,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"gatewayd/internal/reading"
+	"gatewayd/internal/tick"
 )
 
 var errMaxSize = berrors.ErrMaxSizeReached
@@ -871,13 +872,17 @@ func (b *Buffer) run(ctx context.Context) {
 	if b.naive {
 		every = time.Second
 	}
-	t := time.NewTicker(every)
+	// On the ticks of the clock, shared with the sampling rounds (see
+	// tick): a commit due at the same moment as a round costs no wake-up
+	// of its own.
+	t := tick.New(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			t.Next()
 		case <-b.kick:
 		}
 		_ = b.commit()

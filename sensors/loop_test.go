@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -412,5 +413,55 @@ func TestUntilTick(t *testing.T) {
 		if got := untilTick(c.now, c.iv); got != c.want {
 			t.Errorf("untilTick(%v, %v) = %v, want %v", c.now.UnixMilli(), c.iv, got, c.want)
 		}
+	}
+}
+
+// Quiet comes once a round is complete: every sensor of the round has
+// appended its sample (so all have as many), and it says how long until the
+// next tick. Never in the middle of a round.
+func TestQuietAfterCompleteRounds(t *testing.T) {
+	const iv = 80 * time.Millisecond
+	var specs []Spec
+	for i, name := range []string{"a", "b", "c"} {
+		specs = append(specs, Spec{Name: name, Driver: "tmp102", Bus: "emulated", Address: 0x48 + uint16(i), Interval: iv})
+	}
+	var (
+		mu    sync.Mutex
+		k     *sink
+		calls int
+		bad   []string
+	)
+	s, _ := mustSet(t, specs, func(o *Options) {
+		o.Quiet = func(d time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if k == nil {
+				return
+			}
+			calls++
+			na, nb, nc := len(k.samples("a")), len(k.samples("b")), len(k.samples("c"))
+			if na != nb || nb != nc {
+				bad = append(bad, fmt.Sprintf("Quiet(%v) with %d/%d/%d samples appended", d, na, nb, nc))
+			}
+			if d <= 0 || d > iv {
+				bad = append(bad, fmt.Sprintf("Quiet(%v): want (0, %v]", d, iv))
+			}
+		}
+	})
+	mu.Lock()
+	kk, stop := running(t, s)
+	k = kk
+	mu.Unlock()
+	eventually(t, "10 rounds", func() bool { return len(kk.samples("c")) >= 10 })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d bad calls of %d, e.g. %s", len(bad), calls, bad[0])
+	}
+	// A late timer may now and then split a round (then that round has
+	// no Quiet); most rounds have one.
+	if calls < 5 {
+		t.Fatalf("%d Quiet calls over %d rounds", calls, len(kk.samples("c")))
 	}
 }

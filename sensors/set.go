@@ -19,6 +19,7 @@ import (
 	"periph.io/x/host/v3"
 
 	"gatewayd/internal/reading"
+	"gatewayd/internal/tick"
 )
 
 // Set is a group of configured sensors sampled together.
@@ -241,9 +242,11 @@ func (s *Set) stopLoops(ctx context.Context) error {
 	return fmt.Errorf("sensors %v did not stop in time (wedged in their drivers): abandoned", wedged)
 }
 
-// beat calls Options.Beat every BeatEvery while no loop is hung in a driver.
+// beat calls Options.Beat every BeatEvery, on the ticks of the clock
+// (shared with the sampling rounds and the uplink's beat, see tick), while
+// no loop is hung in a driver.
 func (s *Set) beat(ctx context.Context) {
-	t := time.NewTicker(s.opts.BeatEvery)
+	t := tick.New(s.opts.BeatEvery)
 	defer t.Stop()
 	warned := false
 	for {
@@ -258,6 +261,7 @@ func (s *Set) beat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			t.Next()
 		}
 	}
 }
@@ -483,6 +487,7 @@ type sensor struct {
 	interval   time.Duration
 	stats      SensorStats
 	busySince  time.Time
+	nextAt     time.Time // when the loop samples next (zero: not yet scheduled)
 	last       []float64
 	lastChange time.Time
 	logged     time.Time // last error log
@@ -629,7 +634,9 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 			// New interval: the next sample is due at its next tick.
 			if fails == 0 && !start.IsZero() {
 				timer.Stop()
-				timer.Reset(untilTick(time.Now(), se.currentInterval()))
+				w := untilTick(time.Now(), se.currentInterval())
+				timer.Reset(w)
+				se.scheduled(w)
 			}
 			continue
 		case <-timer.C:
@@ -689,23 +696,50 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 			failing = true
 		}
 		timer.Reset(max(0, wait))
+		se.scheduled(wait)
+		se.set.roundDone()
 	}
 }
 
-// untilTick is how long from now until the next multiple of iv on the
-// clock, in (0, iv]. Sampling on these ticks (as Telegraf's round_interval
-// does) keeps the sensors that share an interval in step: their timers
-// expire together, so a round costs the process one wake-up instead of one
-// per sensor, and its samples reach the uplink together to share a message.
-// Scheduling each sample one interval after the last one started would
-// instead let every timer's lateness shift that sensor's phase for good.
-func untilTick(now time.Time, iv time.Duration) time.Duration {
-	off := time.Duration(now.UnixNano() % int64(iv))
-	if off < 0 {
-		off += iv
-	}
-	return iv - off
+// scheduled notes when the loop samples next.
+func (se *sensor) scheduled(wait time.Duration) {
+	se.smu.Lock()
+	se.nextAt = time.Now().Add(max(0, wait))
+	se.smu.Unlock()
 }
+
+// roundDone calls Options.Quiet once no loop is sampling: when every
+// sensor's next sample is still ahead, the earliest of them says how long
+// no sample will be appended. A loop whose time has come (its timer fired,
+// or it is inside its driver, or it has not sampled yet) holds it back, so
+// the last sensor of a round to finish is the one that tells.
+func (s *Set) roundDone() {
+	if s.opts.Quiet == nil {
+		return
+	}
+	now := time.Now()
+	var next time.Time
+	for _, se := range s.sensors {
+		se.smu.Lock()
+		at := se.nextAt
+		se.smu.Unlock()
+		if !at.After(now) {
+			return
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if !next.IsZero() {
+		s.opts.Quiet(next.Sub(now))
+	}
+}
+
+// untilTick: sensors sample on the ticks of the clock (tick.Until), so the
+// sensors that share an interval stay in step: their timers expire
+// together, so a round costs the process one wake-up instead of one per
+// sensor, and its samples reach the uplink together to share a message.
+var untilTick = tick.Until
 
 func (se *sensor) currentInterval() time.Duration {
 	se.smu.Lock()

@@ -102,10 +102,16 @@ type Options struct {
 	// from every sensor's loop concurrently. Nil: time.Now() in UTC,
 	// Synced=true, Mono and BootID left empty.
 	Stamp func() reading.Stamp
-	// Beat is called at least once a second while Run runs and no sensor
-	// loop has been inside one chip access for longer than HangAfter: a
-	// watchdog heartbeat that stops when a driver hangs. Nil: none.
+	// Beat is called every BeatEvery while Run runs and no sensor loop has
+	// been inside one chip access for longer than HangAfter: a watchdog
+	// heartbeat that stops when a driver hangs. Nil: none.
 	Beat func()
+	// Quiet is called when a sampling round is complete: every sensor has
+	// appended its sample (or failed) and the next sample of any sensor is
+	// d away, so nothing will be appended for d. The uplink uses it to send
+	// a round at once when waiting out its max_delay could not add another
+	// sample to the message. Called from the sensors' loops. Nil: none.
+	Quiet func(d time.Duration)
 	// W1Root is the 1-Wire sysfs devices directory; "" = /sys/bus/w1/devices.
 	W1Root string
 	// StuckAfter is how long unchanged values make a sensor stuck;

@@ -46,10 +46,27 @@ type Client struct {
 
 	inbound chan inboundMsg // paho handlers -> send loop
 	jobs    chan job        // send loop -> downlink worker
+	quiet   chan struct{}   // Quiet -> send loop
+	quietAt atomic.Int64    // Options.Now in Unix ns until which no live sample comes (Quiet)
 
 	mu   sync.Mutex
 	conn mqtt.Client   // current connection, for the downlink worker's replies
 	done chan struct{} // closed when Run returns: paho callbacks stop waiting
+}
+
+// Quiet tells the client that no new live sample will reach its source for
+// d: the sensors' sampling round is complete (sensors.Options.Quiet). Live
+// samples then go out at once when waiting out MaxDelay could not add
+// another sample to their message: the same messages as waiting, sent up to
+// MaxDelay sooner, and one wake-up of the board fewer per round. Without
+// calls to Quiet, live samples wait MaxDelay as before. Safe to call from
+// any goroutine, at any time.
+func (c *Client) Quiet(d time.Duration) {
+	c.quietAt.Store(c.o.Now().Add(d).UnixNano())
+	select {
+	case c.quiet <- struct{}{}:
+	default:
+	}
 }
 
 type inboundMsg struct {
@@ -73,6 +90,7 @@ func New(o Options, src reading.Source) (*Client, error) {
 		gate:    newLogGate(30 * time.Second),
 		inbound: make(chan inboundMsg, 256),
 		jobs:    make(chan job, 8),
+		quiet:   make(chan struct{}, 1),
 	}
 	c.win = newWindow(opts.MaxMessagesPerSecond, windowGuard)
 	if opts.Platform == PlatformMQTT {

@@ -217,3 +217,60 @@ func TestFixTimeUnknownDeadLettered(t *testing.T) {
 		t.Fatal(v)
 	}
 }
+
+// When the sensors say their round is complete (Quiet) and their next
+// sample comes after the round's max_delay, the round goes out at once, as
+// the one message waiting would have sent. A promise shorter than
+// max_delay (more samples could still join) changes nothing: the round
+// waits for max_delay and the next round's sample joins its message.
+func TestQuietSendsTheRoundAtOnce(t *testing.T) {
+	s := startSim(t, nil)
+	log, _ := newLogger(t)
+	src := testutil.NewMemSource()
+	o := simOptions(s, log)
+	o.MaxDelay = 3 * time.Second
+	c := newClient(t, o, src)
+	stop := run(t, c)
+	defer stop()
+	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
+		t.Fatal("not connected")
+	}
+	time.Sleep(50 * time.Millisecond) // past the Take at connect
+	arrived := func(smp reading.Sample) time.Time {
+		for _, a := range s.Accepted() {
+			if a.Time.Equal(smp.Time) {
+				return a.Received
+			}
+		}
+		return time.Time{}
+	}
+
+	// A complete round, next one in 10 s: sent at once.
+	added := time.Now()
+	a := src.Add(bme("air1", added, 1), bme("air2", added, 2))
+	c.Quiet(10 * time.Second)
+	if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(a[1].ID) }) {
+		t.Fatal("round not acked")
+	}
+	if got := arrived(a[0]).Sub(added); got <= 0 || got > time.Second {
+		t.Fatalf("a complete round reached the platform after %v; want at once (max_delay is %v)", got, o.MaxDelay)
+	}
+
+	// Next sample in 200 ms, within max_delay: the round waits, and the
+	// next round's sample shares its message.
+	added = time.Now()
+	b := src.Add(bme("air1", added, 3))
+	c.Quiet(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	b2 := src.Add(bme("air1", time.Now(), 4))
+	c.Quiet(10 * time.Second) // now complete: goes at once
+	if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(b[0].ID) && !src.Has(b2[0].ID) }) {
+		t.Fatal("second round not acked")
+	}
+	if got := arrived(b[0]).Sub(added); got < 150*time.Millisecond || got > 1500*time.Millisecond {
+		t.Fatalf("the sample promised company reached the platform after %v", got)
+	}
+	if n := len(s.Messages()); n != 2 {
+		t.Fatalf("emulator saw %d messages, want 2 (one per complete round): %+v", n, s.Messages())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"gatewayd/internal/reading"
+	"gatewayd/internal/tick"
 )
 
 // outMsg is one message on its way: published and awaiting its reply (or
@@ -23,6 +24,7 @@ type outMsg struct {
 	payload  []byte
 	items    []item // the values it carries, kept to ack exactly and to split a refused message
 	deadline time.Time
+	old      bool // from the backlog or a split, not live
 }
 
 type pubResult struct {
@@ -100,6 +102,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		c.beat()
 		now := c.o.Now()
 		c.expire(st, now)
+		c.sendRoundEarly(st, now)
 		c.fill(sctx, cl, st, now, &wg, pubDone)
 		c.maybeNTP(cl, st, now)
 		c.flushRelease(st)
@@ -123,6 +126,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 			c.published(st, r)
 		case m := <-c.inbound:
 			c.handleInbound(cl, st, m)
+		case <-c.quiet: // looked at by sendRoundEarly
 		case <-timer.C:
 		}
 		// Take whatever else is already waiting before the next round.
@@ -170,8 +174,23 @@ func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, p
 	}
 }
 
+// sendRoundEarly makes live samples due now when the sensors promised
+// (Quiet) that nothing new comes before they would be due anyway: waiting
+// could not add a sample to their message.
+func (c *Client) sendRoundEarly(st *sendState, now time.Time) {
+	if st.liveDue.IsZero() || !now.Before(st.liveDue) {
+		return
+	}
+	if q := time.Unix(0, c.quietAt.Load()); q.After(now) && !q.Before(st.liveDue) {
+		st.liveDue = now
+	}
+}
+
 func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
-	d := c.o.BeatEvery // the watchdog beat
+	// The watchdog beat, on the ticks of the clock the sampling rounds use
+	// (see package tick): no wake-up of its own on a board sampling at a
+	// multiple of it.
+	d := tick.Until(time.Now(), c.o.BeatEvery)
 	at := func(t time.Time) {
 		if w := t.Sub(now); w < d {
 			d = w
@@ -185,8 +204,12 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 		rn := time.Now()
 		slot := c.win.readyAt(rn, 0).Sub(rn)
 		wake := func(w time.Duration) { d = min(d, max(w, slot)) }
-		if slot > 0 {
-			wake(slot) // whatever waits (queued, due, an untaken backlog) may go then
+		if slot > 0 && (len(st.live)+len(st.split)+len(st.backlog) > 0 || !now.Before(st.backHold)) {
+			// Queued messages may go then. Nothing queued: no wake-up for
+			// the slot (after each post it opens 1.1 s/N later, a wake-up
+			// for nothing on an idle board); a due Take or backlog look
+			// below waits for it through wake's max.
+			wake(slot)
 		}
 		if !st.liveDue.IsZero() {
 			wake(max(st.liveDue.Sub(now), st.liveHold.Sub(now)))
@@ -218,7 +241,15 @@ const backlogReserve = 1
 func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now time.Time, wg *sync.WaitGroup, pubDone chan pubResult) {
 	for i := 0; i < 1024 && len(st.pending) < int(st.window) && !now.Before(st.pauseUntil); i++ {
 		if rn := time.Now(); c.win.readyAt(rn, 0).After(rn) {
-			return // the rate window is full; nextWake wakes us when it has room
+			// The rate window is full; nextWake wakes us when it has
+			// room, if anything is queued. A backlog look that is due
+			// happens now, so that an idle board (a post just went out,
+			// nothing old waits) needs no wake-up at the next slot only
+			// to find nothing.
+			if len(st.split)+len(st.backlog) == 0 && !now.Before(st.backHold) {
+				c.lookBacklog(st, now)
+			}
+			return
 		}
 		q := c.nextQueue(st, now)
 		if q == nil {
@@ -233,6 +264,7 @@ func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now ti
 		}
 		m := (*q)[0]
 		*q = (*q)[1:]
+		m.old = q != &st.live
 		c.publish(ctx, cl, st, m, now, wg, pubDone)
 	}
 }
@@ -533,24 +565,35 @@ func (c *Client) nextQueue(st *sendState, now time.Time) *[]*outMsg {
 		return &st.split
 	}
 	if len(st.backlog) == 0 && !now.Before(st.backHold) {
-		c.build(st, now, false)
-		if len(st.backlog) == 0 && !now.Before(st.backHold) {
-			// Nothing old: look again in a while; live data has its own
-			// path, and an append or a release looks again at once. Every
-			// look is a wake-up and a read on an idle board.
-			hold := idleBacklogCheck
-			if len(st.pending) > 0 {
-				// Mid-drain, everything left may just be in flight: look
-				// again soon, or a catch-up stalls between windows.
-				hold = busyBacklogCheck
-			}
-			st.backHold = now.Add(hold)
-		}
+		c.lookBacklog(st, now)
 	}
 	if len(st.backlog) > 0 {
 		return &st.backlog
 	}
 	return nil
+}
+
+// lookBacklog takes backlog samples into the backlog queue. When there are
+// none it sets when to look again: in a while (live data has its own path,
+// and an append or a release looks again at once; every look is a wake-up
+// and a read on an idle board), on the ticks of the clock the sampling
+// rounds use (see package tick), or soon while backlog messages are in
+// flight.
+func (c *Client) lookBacklog(st *sendState, now time.Time) {
+	c.build(st, now, false)
+	if len(st.backlog) > 0 || now.Before(st.backHold) {
+		return
+	}
+	hold := tick.Until(time.Now(), idleBacklogCheck)
+	for _, m := range st.pending {
+		if m.old {
+			// Mid-drain, everything left may just be in flight: look
+			// again soon, or a catch-up stalls between windows.
+			hold = busyBacklogCheck
+			break
+		}
+	}
+	st.backHold = now.Add(hold)
 }
 
 // build takes samples from the source and packs them into messages on the

@@ -3,6 +3,8 @@ package uplink
 import (
 	"testing"
 	"time"
+
+	"gatewayd/internal/tick"
 )
 
 // The sliding window lets at most n events into any window of its span,
@@ -108,6 +110,10 @@ func TestWindowNeverOverfills(t *testing.T) {
 // window's next slot instead of spinning on a 1 ms timer.
 func TestNextWakeWaitsForTheWindow(t *testing.T) {
 	c := testClient(t, func(o *Options) { o.MaxMessagesPerSecond = 1; o.BeatEvery = 5 * time.Second })
+	// The beat comes on the 5 s ticks of the clock: start well before one.
+	if b := tick.Until(time.Now(), 5*time.Second); b < 1500*time.Millisecond {
+		time.Sleep(b + 10*time.Millisecond)
+	}
 	c.win.take(time.Now(), 0)
 	now := c.o.Now()
 	st := &sendState{pending: map[string]*outMsg{}, window: 16, liveDue: now.Add(-time.Second)}

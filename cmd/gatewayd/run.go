@@ -218,6 +218,10 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 		Logger: logger,
 		Stamp:  p.clk.Stamp,
 		Beat:   func() { p.health.Beat("sensors") },
+		// A complete round goes out at once instead of after max_delay
+		// when nothing more could join it. p.up is set below, before Run
+		// starts the sensors' loops.
+		Quiet: func(d time.Duration) { p.up.Quiet(d) },
 	})
 	if err != nil {
 		return nil, specError(cfg, err)
