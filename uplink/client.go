@@ -44,10 +44,11 @@ type Client struct {
 	nextID  atomic.Uint64
 	ntp     ntpClock // NTP answers count only for the last request sent
 
-	inbound chan inboundMsg // paho handlers -> send loop
-	jobs    chan job        // send loop -> downlink worker
-	quiet   chan struct{}   // Quiet -> send loop
-	quietAt atomic.Int64    // Options.Now in Unix ns until which no live sample comes (Quiet)
+	inbound chan inboundMsg           // paho handlers -> send loop
+	jobs    chan job                  // send loop -> downlink worker
+	quiet   chan struct{}             // Quiet -> send loop
+	gconn   atomic.Pointer[guardConn] // the current connection's guard: keepalive
+	quietAt atomic.Int64              // Options.Now in Unix ns until which no live sample comes (Quiet)
 
 	mu   sync.Mutex
 	conn mqtt.Client   // current connection, for the downlink worker's replies
@@ -340,8 +341,11 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 	// from resending messages we already released to the source.
 	opts.SetCleanSession(false)
 	opts.SetProtocolVersion(4)
-	opts.SetKeepAlive(c.o.Keepalive)
-	opts.SetPingTimeout(min(c.o.Keepalive, 10*time.Second))
+	// The keepalive is ours (Client.keepalive): paho's pinger checks on a
+	// 5 s ticker of its own phase, a wake-up of the board every 5 s that
+	// no other timer shares. Paho connects with 0; the guard writes
+	// Options.Keepalive into the CONNECT, so the broker sees the same.
+	opts.SetKeepAlive(0)
 	opts.SetAutoReconnect(false)
 	opts.SetConnectRetry(false)
 	opts.SetConnectTimeout(c.o.ConnectTimeout)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // MaxInboundPacket is the largest MQTT remaining length (everything after
@@ -107,12 +109,99 @@ type guardConn struct {
 	buf  []byte // read-ahead; buf[r:w] not yet handed to paho
 	r, w int
 	rerr error // the underlying read's error, returned once buf is drained
+
+	// The keepalive is ours, not paho's (see Client.keepalive): paho
+	// connects with keepalive 0, the first packet written (the CONNECT)
+	// gets ka instead, and the times of the last bytes each way tell when
+	// to ping and whether the far end answered.
+	ka          uint16
+	wmu         sync.Mutex
+	sentConnect bool
+	lastRead    atomic.Int64 // time.Now().UnixNano()
+	lastWrite   atomic.Int64
+	killed      atomic.Pointer[error] // why we closed it (kill)
+}
+
+// ErrPingTimeout marks a connection closed because the far end did not
+// answer a keepalive ping in time.
+var ErrPingTimeout = errors.New("keepalive: no answer to a ping in time")
+
+// kill closes the connection for reason. Reads and writes then fail with
+// reason, not with the "use of closed network connection" of a plain
+// Close, which paho takes for a close of its own and does not report as a
+// lost connection.
+func (g *guardConn) kill(reason error) {
+	g.killed.CompareAndSwap(nil, &reason)
+	g.Conn.Close()
+}
+
+// killedErr is kill's reason, or err.
+func (g *guardConn) killedErr(err error) error {
+	if k := g.killed.Load(); k != nil && err != nil {
+		return *k
+	}
+	return err
 }
 
 const readAhead = 4096
 
 func (c *Client) guard(conn net.Conn) net.Conn {
-	return &guardConn{Conn: conn, g: frameGuard{limit: MaxInboundPacket}, onBad: c.oversize}
+	now := time.Now().UnixNano()
+	g := &guardConn{Conn: conn, g: frameGuard{limit: MaxInboundPacket}, onBad: c.oversize,
+		ka: uint16(min(c.o.Keepalive/time.Second, 0xFFFF))}
+	g.lastRead.Store(now)
+	g.lastWrite.Store(now)
+	c.gconn.Store(g)
+	return g
+}
+
+// Write passes paho's packets on (each in one Write), the CONNECT with our
+// keepalive, and our PINGREQs between them.
+func (g *guardConn) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if !g.sentConnect {
+		g.sentConnect = true
+		if g.ka > 0 {
+			p = withKeepalive(p, g.ka)
+		}
+	}
+	n, err := g.Conn.Write(p)
+	if n > 0 {
+		g.lastWrite.Store(time.Now().UnixNano())
+	}
+	return n, g.killedErr(err)
+}
+
+var pingreq = []byte{0xC0, 0x00}
+
+// ping writes an MQTT PINGREQ.
+func (g *guardConn) ping() error {
+	_, err := g.Write(pingreq)
+	return err
+}
+
+// withKeepalive returns p, a CONNECT packet, with its keepalive field set
+// to ka (a copy; p itself is paho's). Anything else comes back unchanged.
+func withKeepalive(p []byte, ka uint16) []byte {
+	if len(p) < 2 || p[0] != 0x10 {
+		return p
+	}
+	i := 1 // the remaining length: 1 to 4 bytes, the last without 0x80
+	for i < len(p) && i < 5 && p[i]&0x80 != 0 {
+		i++
+	}
+	if i >= 5 || i+3 > len(p) {
+		return p
+	}
+	i++ // the variable header: protocol name (2-byte length), level, flags, keepalive
+	off := i + 2 + (int(p[i])<<8 | int(p[i+1])) + 2
+	if off+2 > len(p) {
+		return p
+	}
+	q := append([]byte(nil), p...)
+	q[off], q[off+1] = byte(ka>>8), byte(ka)
+	return q
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
@@ -141,6 +230,10 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		dst = g.buf
 	}
 	n, err := g.Conn.Read(dst)
+	if n > 0 {
+		g.lastRead.Store(time.Now().UnixNano())
+	}
+	err = g.killedErr(err)
 	ok, bad := g.g.scan(dst[:n])
 	if bad != nil {
 		g.err = bad

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 func mqttVarint(n int) []byte {
@@ -203,5 +206,43 @@ func TestGuardConnReadsAhead(t *testing.T) {
 	}
 	if cc.reads != 1 {
 		t.Fatalf("%d reads of the connection for %d bytes, want 1", cc.reads, len(stream))
+	}
+}
+
+// The CONNECT paho writes (keepalive 0: its pinger is off) leaves the
+// guard with our keepalive, as paho's own parser reads it back; other
+// packets and a malformed header pass unchanged.
+func TestWithKeepalive(t *testing.T) {
+	for _, proto := range []struct {
+		name string
+		ver  byte
+	}{{"MQTT", 4}, {"MQIsdp", 3}} {
+		cp := packets.NewControlPacket(packets.Connect).(*packets.ConnectPacket)
+		cp.ProtocolName, cp.ProtocolVersion = proto.name, proto.ver
+		cp.ClientIdentifier = strings.Repeat("c", 200) // a two-byte remaining length
+		cp.UsernameFlag, cp.Username = true, "dn&pk"
+		cp.PasswordFlag, cp.Password = true, []byte("secret")
+		var b bytes.Buffer
+		if err := cp.Write(&b); err != nil {
+			t.Fatal(err)
+		}
+		orig := append([]byte(nil), b.Bytes()...)
+		out := withKeepalive(b.Bytes(), 1200)
+		if !bytes.Equal(b.Bytes(), orig) {
+			t.Fatal("withKeepalive changed paho's buffer")
+		}
+		got, err := packets.ReadPacket(bytes.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := got.(*packets.ConnectPacket)
+		if g.Keepalive != 1200 || g.ClientIdentifier != cp.ClientIdentifier || g.Username != cp.Username || string(g.Password) != "secret" {
+			t.Fatalf("%s: read back keepalive %d, client id %q..., user %q", proto.name, g.Keepalive, g.ClientIdentifier[:5], g.Username)
+		}
+	}
+	for _, p := range [][]byte{pingreq, {0x10}, {0x10, 0xff, 0xff, 0xff, 0xff, 0x01}, {0x10, 0x05, 0x00}} {
+		if out := withKeepalive(p, 60); !bytes.Equal(out, p) {
+			t.Fatalf("%x changed to %x", p, out)
+		}
 	}
 }

@@ -247,3 +247,46 @@ func TestMQTTCoalescedRounds(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// The keepalive is the client's own (paho's 5 s pinger is off): the broker
+// is told the configured keepalive in the CONNECT, an idle client pings so
+// the broker keeps it for several keepalives, and a broker that stops
+// answering while nothing is sent is noticed by the ping alone and the
+// client reconnects once it is back.
+func TestMQTTKeepaliveIdle(t *testing.T) {
+	m := testutil.StartMosquitto(t, testutil.MosquittoOpts{})
+	log, lb := newLogger(t)
+	src := testutil.NewMemSource()
+	const ka = 2 * time.Second
+	c := newClient(t, uplink.Options{Platform: "mqtt", DeviceName: dn, Broker: "tcp://" + m.Addr, Logger: log,
+		Keepalive: ka, BeatEvery: 500 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond}, src)
+	stop := run(t, c)
+	defer stop()
+	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
+		t.Fatal("not connected")
+	}
+	// Idle for four keepalives: mosquitto drops a client silent for 1.5.
+	time.Sleep(4 * ka)
+	if st := c.Stats(); !st.Connected || st.Connects != 1 {
+		t.Fatalf("idle client lost its connection: %+v\n%s", st, m.Log())
+	}
+	if !strings.Contains(m.Log(), ", k2") {
+		t.Fatalf("the broker was not told keepalive 2 s:\n%s", m.Log())
+	}
+	if strings.Contains(m.Log(), "exceeded timeout") {
+		t.Fatalf("the broker timed the client out:\n%s", m.Log())
+	}
+	// The broker stops answering; nothing is published: only the ping can
+	// tell, within half a keepalive plus the ping timeout (2 s here). Back
+	// after 5 s, the client reconnects.
+	m.Pause()
+	if !testutil.Eventually(5*time.Second, func() bool { return strings.Contains(lb.String(), "no answer to a keepalive ping") }) {
+		m.Resume()
+		t.Fatal("a broker that stopped answering went unnoticed by the keepalive")
+	}
+	time.Sleep(time.Second)
+	m.Resume()
+	if !testutil.Eventually(10*time.Second, func() bool { st := c.Stats(); return st.Connects >= 2 && st.Connected }) {
+		t.Fatalf("no reconnect after an unanswered ping: %+v", c.Stats())
+	}
+}

@@ -60,6 +60,7 @@ type sendState struct {
 	window     float64   // congestion window (messages in flight), AIMD on 429
 	ntpDue     time.Time
 	ntpSynced  bool
+	pingSent   time.Time // a PINGREQ awaits an answer (zero: none)
 }
 
 // action is what a platform reply code means for the values of a message.
@@ -102,6 +103,7 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		c.beat()
 		now := c.o.Now()
 		c.expire(st, now)
+		c.keepalive(st)
 		c.sendRoundEarly(st, now)
 		c.fill(sctx, cl, st, now, &wg, pubDone)
 		c.maybeNTP(cl, st, now)
@@ -174,6 +176,62 @@ func (c *Client) drainInflight(cl mqtt.Client, st *sendState, lost chan error, p
 	}
 }
 
+// keepalive is MQTT's: a PINGREQ once nothing went either way for half the
+// keepalive, and the connection closed (paho then reports it lost, and Run
+// reconnects) when nothing at all comes back within the ping timeout. It
+// runs on the send loop's wake-ups, which come at least every BeatEvery on
+// the clock's ticks, so on a board that posts or samples more often than
+// that it never wakes the board on its own.
+func (c *Client) keepalive(st *sendState) {
+	g := c.gconn.Load()
+	if g == nil || g.ka == 0 {
+		return
+	}
+	now := time.Now()
+	read := time.Unix(0, g.lastRead.Load())
+	if !st.pingSent.IsZero() {
+		switch {
+		case read.After(st.pingSent):
+			st.pingSent = time.Time{} // the far end is there
+		case now.Sub(st.pingSent) >= c.pingTimeout():
+			st.pingSent = time.Time{}
+			if ok, n := c.gate.allow("ping", c.o.Now()); ok {
+				c.log.Warn("no answer to a keepalive ping; reconnecting", "timeout", c.pingTimeout(), "server", c.serverDesc(), "suppressed", n)
+			}
+			g.kill(fmt.Errorf("%w (%v)", ErrPingTimeout, c.pingTimeout()))
+			return
+		default:
+			return
+		}
+	}
+	last := time.Unix(0, min(g.lastRead.Load(), g.lastWrite.Load()))
+	if now.Sub(last) >= c.o.Keepalive/2 && g.ping() == nil {
+		st.pingSent = now
+	}
+}
+
+// pingTimeout is how long a PINGREQ may go unanswered.
+func (c *Client) pingTimeout() time.Duration { return min(c.o.Keepalive, 10*time.Second) }
+
+// pingWake is how long until keepalive must run, or false when the send
+// loop's beat on the clock's ticks comes soon enough: a ping is due at half
+// the keepalive and must go before three quarters of it (the broker drops
+// a client silent for 1.5 keepalives).
+func (c *Client) pingWake(st *sendState) (time.Duration, bool) {
+	g := c.gconn.Load()
+	if g == nil || g.ka == 0 {
+		return 0, false
+	}
+	if !st.pingSent.IsZero() {
+		return time.Until(st.pingSent.Add(c.pingTimeout())), true
+	}
+	if c.o.Keepalive/4 >= c.o.BeatEvery {
+		return 0, false
+	}
+	last := time.Unix(0, min(g.lastRead.Load(), g.lastWrite.Load()))
+	return time.Until(last.Add(c.o.Keepalive / 2)), true
+}
+
 // sendRoundEarly makes live samples due now when the sensors promised
 // (Quiet) that nothing new comes before they would be due anyway: waiting
 // could not add a sample to their message.
@@ -223,6 +281,9 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 	}
 	for _, m := range st.pending {
 		at(m.deadline)
+	}
+	if w, ok := c.pingWake(st); ok && w < d {
+		d = w
 	}
 	if d < time.Millisecond {
 		d = time.Millisecond
