@@ -177,8 +177,10 @@ type Buffer struct {
 	// lastCompact starts at Open, so a restart loop cannot turn into a
 	// compaction loop.
 	lastCompact time.Time
-	st          Stats
-	drops       *dropLog
+	// compactChecked is when maybeCompact last found no need (see there).
+	compactChecked time.Time
+	st             Stats
+	drops          *dropLog
 
 	notify chan struct{}
 	kick   chan struct{}

@@ -31,10 +31,20 @@ func (b *Buffer) maybeCompact() {
 	if every == 0 {
 		every = defaultCompactEvery
 	}
+	// The cheap tests first, and the file's size (a stat(2), a wake-up of
+	// the runtime's monitor thread on an idle board) at most once per
+	// every, not on every commit tick.
 	b.mu.Lock()
-	size, inuse, last, closed := b.fileSize(), b.inuse, b.lastCompact, b.closed
+	inuse, last, checked, closed := b.inuse, b.lastCompact, b.compactChecked, b.closed
 	b.mu.Unlock()
-	if closed || size < minSize || inuse*4 > size || time.Since(last) < every {
+	if closed || time.Since(last) < every || time.Since(checked) < every {
+		return
+	}
+	size := b.fileSize()
+	if size < minSize || inuse*4 > size {
+		b.mu.Lock()
+		b.compactChecked = time.Now()
+		b.mu.Unlock()
 		return
 	}
 	if err := b.compact(); err != nil {
