@@ -118,7 +118,7 @@ type Options struct {
 	ClientID string
 	// MaxMessagesPerSecond bounds everything published (posts, NTP
 	// requests, downlink replies): at most N messages in any sliding window
-	// of one second (1.1 s in fact, so a message delayed on the way cannot
+	// of one second (1.25 s in fact, so messages delayed on the way cannot
 	// make the platform count N+1). 0 = 20; negative = unlimited. A
 	// fraction rounds down (2.5 -> 2); below 1 it is one message per 1/N
 	// seconds. A 429 halves it for a while; it creeps back on success.

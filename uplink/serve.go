@@ -264,7 +264,7 @@ func (c *Client) nextWake(st *sendState, now time.Time) time.Duration {
 		wake := func(w time.Duration) { d = min(d, max(w, slot)) }
 		if slot > 0 && (len(st.live)+len(st.split)+len(st.backlog) > 0 || !now.Before(st.backHold)) {
 			// Queued messages may go then. Nothing queued: no wake-up for
-			// the slot (after each post it opens 1.1 s/N later, a wake-up
+			// the slot (after each post it opens 1.25 s/N later, a wake-up
 			// for nothing on an idle board); a due Take or backlog look
 			// below waits for it through wake's max.
 			wake(slot)

@@ -25,7 +25,7 @@ func TestWindowTable(t *testing.T) {
 		{"one per span", 1, []time.Duration{0, ms(1), ms(1099), ms(1100), ms(2199), ms(2200)}, "ynnyny"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newWindow(float64(tc.n), windowGuard)
+			w := newWindow(float64(tc.n), 100*time.Millisecond) // the table's times assume a 1.1 s span
 			got := ""
 			for _, d := range tc.tries {
 				if w.take(base.Add(d), 0) {
@@ -84,8 +84,8 @@ func TestWindowNeverOverfills(t *testing.T) {
 		t.Fatal("a limit of 1 must not be reserved away")
 	}
 	// Below one per second: one per 1/rate seconds; fractions round down.
-	if h := newWindow(0.5, windowGuard); !h.take(base, 0) || h.take(base.Add(2*time.Second), 0) || !h.take(base.Add(2100*time.Millisecond), 0) {
-		t.Fatal("0.5 per second: want one event per 2.1 s")
+	if h := newWindow(0.5, windowGuard); !h.take(base, 0) || h.take(base.Add(2*time.Second+windowGuard-time.Millisecond), 0) || !h.take(base.Add(2*time.Second+windowGuard), 0) {
+		t.Fatalf("0.5 per second: want one event per %v", 2*time.Second+windowGuard)
 	}
 	if f := newWindow(2.5, windowGuard); f.max != 2 || f.span != span {
 		t.Fatalf("2.5 per second: %d per %v", f.max, f.span)
