@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -124,6 +125,15 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 				st.liveDue = c.o.Now().Add(c.o.MaxDelay)
 			}
 			st.backHold = time.Time{}
+			// The first sample of a round wakes this loop before the
+			// other sensors of the round have appended (the scheduler
+			// runs a goroutine readied by a channel send next). Let them
+			// run first, so their Quiet comes before this loop blocks
+			// again. Blocking with the max_delay timer armed and then
+			// moving it later leaves the runtime a stale timer that
+			// wakes the process once for nothing (strace: an
+			// epoll_pwait of ~1 s after every round's post).
+			runtime.Gosched()
 		case r := <-pubDone:
 			c.published(st, r)
 		case m := <-c.inbound:
@@ -303,10 +313,12 @@ func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now ti
 	for i := 0; i < 1024 && len(st.pending) < int(st.window) && !now.Before(st.pauseUntil); i++ {
 		if rn := time.Now(); c.win.readyAt(rn, 0).After(rn) {
 			// The rate window is full; nextWake wakes us when it has
-			// room, if anything is queued. A backlog look that is due
-			// happens now, so that an idle board (a post just went out,
-			// nothing old waits) needs no wake-up at the next slot only
-			// to find nothing.
+			// room, if anything is queued. A live Take or a backlog look
+			// that is due happens now (taking needs no slot, only
+			// publishing does), so that an idle board (a post just went
+			// out; a late notification of the same round, nothing old)
+			// needs no wake-up at the next slot only to find nothing.
+			c.takeLive(st, now)
 			if len(st.split)+len(st.backlog) == 0 && !now.Before(st.backHold) {
 				c.lookBacklog(st, now)
 			}
@@ -613,12 +625,7 @@ const (
 
 // nextQueue returns the queue whose first message goes next, or nil.
 func (c *Client) nextQueue(st *sendState, now time.Time) *[]*outMsg {
-	if len(st.live) == 0 && !st.liveDue.IsZero() && !now.Before(st.liveDue) && !now.Before(st.liveHold) {
-		st.liveDue = time.Time{}
-		if full := c.build(st, now, true); full {
-			st.liveDue = now // more live samples than one Take: take again
-		}
-	}
+	c.takeLive(st, now)
 	if len(st.live) > 0 {
 		return &st.live
 	}
@@ -632,6 +639,17 @@ func (c *Client) nextQueue(st *sendState, now time.Time) *[]*outMsg {
 		return &st.backlog
 	}
 	return nil
+}
+
+// takeLive takes the live samples into the live queue when they are due
+// and the queue is empty.
+func (c *Client) takeLive(st *sendState, now time.Time) {
+	if len(st.live) == 0 && !st.liveDue.IsZero() && !now.Before(st.liveDue) && !now.Before(st.liveHold) {
+		st.liveDue = time.Time{}
+		if full := c.build(st, now, true); full {
+			st.liveDue = now // more live samples than one Take: take again
+		}
+	}
 }
 
 // lookBacklog takes backlog samples into the backlog queue. When there are

@@ -1,9 +1,12 @@
 package uplink
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"gatewayd/internal/reading"
 	"gatewayd/internal/tick"
 )
 
@@ -123,5 +126,28 @@ func TestNextWakeWaitsForTheWindow(t *testing.T) {
 	c.win = nil
 	if d := c.nextWake(st, now); d > time.Millisecond {
 		t.Fatalf("woke after %v with a live Take due and no limit", d)
+	}
+}
+
+// A live Take that falls due while the rate window is full (a late
+// notification of the round just posted) is made at once, not at the
+// window's next slot: taking needs no slot, and finding nothing then must
+// not cost the board a wake-up 1.25 s/N later.
+func TestDueTakeWhileTheWindowIsFull(t *testing.T) {
+	c := testClient(t, func(o *Options) { o.MaxMessagesPerSecond = 1; o.BeatEvery = 5 * time.Second })
+	if b := tick.Until(time.Now(), 5*time.Second); b < 1500*time.Millisecond {
+		time.Sleep(b + 10*time.Millisecond)
+	}
+	c.win.take(time.Now(), 0) // a post just went out
+	now := c.o.Now()
+	st := &sendState{held: map[reading.ID]*heldSample{}, pending: map[string]*outMsg{}, window: 16,
+		liveDue: now, backHold: now.Add(time.Hour)}
+	var wg sync.WaitGroup
+	c.fill(context.Background(), nil, st, now, &wg, make(chan pubResult, 1))
+	if !st.liveDue.IsZero() {
+		t.Fatal("the due live Take waits for the window")
+	}
+	if d := c.nextWake(st, now); d < time.Second {
+		t.Fatalf("woke after %v with nothing to send", d)
 	}
 }
