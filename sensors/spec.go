@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -175,7 +174,22 @@ func isEmulated(bus string) bool {
 	return bus == "emulated" || strings.HasPrefix(bus, "emulated:")
 }
 
-var w1ID = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{12}$`)
+// isW1ID reports whether s is a 1-Wire sysfs device id: two lower-case hex
+// digits of family, a dash, twelve of serial ("28-0316a2795aff").
+func isW1ID(s string) bool {
+	if len(s) != 15 || s[2] != '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 2 {
+			continue
+		}
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // validate checks one spec and returns it with defaults filled in.
 func validate(i int, sp Spec) (Spec, *driver, error) {
@@ -199,7 +213,7 @@ func validate(i int, sp Spec) (Spec, *driver, error) {
 		if sp.Address != 0 || sp.Mux != nil {
 			return sp, nil, bad("address", "a 1-Wire sensor has no I²C address or multiplexer")
 		}
-		if sp.Device != "" && !w1ID.MatchString(sp.Device) {
+		if sp.Device != "" && !isW1ID(sp.Device) {
 			return sp, nil, bad("device", "%q is not a 1-Wire id like 28-0316a2791dff", sp.Device)
 		}
 	} else {

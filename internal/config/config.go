@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -267,19 +266,44 @@ func (c *Config) decodeError(err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "toml: ")
 	e := &Error{File: c.File}
 	// "line 2 (last key "device.device_secret"): incompatible types: ..."
-	if m := lastKeyRe.FindStringSubmatch(msg); m != nil {
-		fmt.Sscan(m[1], &e.Line)
-		e.Key = m[2]
-		msg = msg[len(m[0]):]
+	if line, key, rest, ok := cutLastKey(msg); ok {
+		e.Line, e.Key, msg = line, key, rest
 	}
 	e.Msg = redactValues(msg)
 	return e
 }
 
-var (
-	lastKeyRe = regexp.MustCompile(`^line (\d+) \(last key "([^"]*)"\): `)
-	quotedRe  = regexp.MustCompile(`"[^"]*"|'[^']*'`)
-)
+// cutLastKey splits the parser's prefix `line N (last key "K"): ` off msg.
+// (Hand-written rather than a regexp: the regexp package was 150 KB of
+// the daemon's binary for three patterns, and its pages count in RSS.)
+func cutLastKey(msg string) (line int, key, rest string, ok bool) {
+	s, found := strings.CutPrefix(msg, "line ")
+	if !found {
+		return 0, "", "", false
+	}
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		line = line*10 + int(s[i]-'0')
+		i++
+	}
+	if i == 0 || i > 9 {
+		return 0, "", "", false
+	}
+	s, found = strings.CutPrefix(s[i:], ` (last key "`)
+	if !found {
+		return 0, "", "", false
+	}
+	j := strings.IndexByte(s, '"')
+	if j < 0 {
+		return 0, "", "", false
+	}
+	key = s[:j]
+	rest, found = strings.CutPrefix(s[j+1:], "): ")
+	if !found {
+		return 0, "", "", false
+	}
+	return line, key, rest, true
+}
 
 // redactValues takes every quoted fragment of the file out of a parser
 // message. The parser quotes what it found where it expected a value, and
@@ -288,7 +312,21 @@ func redactValues(msg string) string {
 	if strings.HasPrefix(msg, "expected value but found") {
 		return `expected a value: write text in double quotes (key = "text")`
 	}
-	return quotedRe.ReplaceAllString(msg, "(text not shown)")
+	// Every "..." or '...' fragment (closed on the same kind of quote)
+	// becomes (text not shown); an unclosed quote stays as it is.
+	var b strings.Builder
+	for i := 0; i < len(msg); {
+		if q := msg[i]; q == '"' || q == '\'' {
+			if j := strings.IndexByte(msg[i+1:], q); j >= 0 {
+				b.WriteString("(text not shown)")
+				i += j + 2
+				continue
+			}
+		}
+		b.WriteByte(msg[i])
+		i++
+	}
+	return b.String()
 }
 
 // Line returns the line a key was set on ("sensor[1].interval"), or 0.
