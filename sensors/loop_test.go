@@ -397,25 +397,6 @@ func TestSharedIntervalSamplesOnTicks(t *testing.T) {
 	}
 }
 
-func TestUntilTick(t *testing.T) {
-	at := func(ms int64) time.Time { return time.UnixMilli(ms) }
-	for _, c := range []struct {
-		now  time.Time
-		iv   time.Duration
-		want time.Duration
-	}{
-		{at(10_000), 10 * time.Second, 10 * time.Second},
-		{at(10_001), 10 * time.Second, 9999 * time.Millisecond},
-		{at(19_999), 10 * time.Second, time.Millisecond},
-		{at(1_250), time.Second, 750 * time.Millisecond},
-		{at(-250), time.Second, 250 * time.Millisecond}, // a board's clock before 1970
-	} {
-		if got := untilTick(c.now, c.iv); got != c.want {
-			t.Errorf("untilTick(%v, %v) = %v, want %v", c.now.UnixMilli(), c.iv, got, c.want)
-		}
-	}
-}
-
 // Quiet comes once a round is complete: every sensor of the round has
 // appended its sample (so all have as many), and it says how long until the
 // next tick. Never in the middle of a round.

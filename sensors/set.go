@@ -634,7 +634,7 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 			// New interval: the next sample is due at its next tick.
 			if fails == 0 && !start.IsZero() {
 				timer.Stop()
-				w := untilTick(time.Now(), se.currentInterval())
+				w := tick.Until(time.Now(), se.currentInterval())
 				timer.Reset(w)
 				se.scheduled(w)
 			}
@@ -646,7 +646,10 @@ func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := untilTick(time.Now(), se.currentInterval())
+		// Sample on the ticks of the clock: sensors sharing an interval
+		// stay in step, so a round is one wake-up and its samples share a
+		// message (see package tick).
+		wait := tick.Until(time.Now(), se.currentInterval())
 		switch {
 		case err == nil:
 			fails = 0
@@ -734,12 +737,6 @@ func (s *Set) roundDone() {
 		s.opts.Quiet(next.Sub(now))
 	}
 }
-
-// untilTick: sensors sample on the ticks of the clock (tick.Until), so the
-// sensors that share an interval stay in step: their timers expire
-// together, so a round costs the process one wake-up instead of one per
-// sensor, and its samples reach the uplink together to share a message.
-var untilTick = tick.Until
 
 func (se *sensor) currentInterval() time.Duration {
 	se.smu.Lock()

@@ -28,15 +28,7 @@ func bme(sensor string, at time.Time, base float64) reading.Sample {
 // resolution.
 func TestCoalescedRounds(t *testing.T) {
 	s := startSim(t, nil)
-	log, _ := newLogger(t)
-	src := testutil.NewMemSource()
-	o := simOptions(s, log)
-	o.MaxDelay = 150 * time.Millisecond
-	c := newClient(t, o, src)
-	stop := run(t, c)
-	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
-		t.Fatal("not connected")
-	}
+	c, src, stop := connectedToSim(t, s, func(o *uplink.Options) { o.MaxDelay = 150 * time.Millisecond })
 	const rounds = 6
 	for r := 0; r < rounds; r++ {
 		at := time.Now()
@@ -225,16 +217,9 @@ func TestFixTimeUnknownDeadLettered(t *testing.T) {
 // waits for max_delay and the next round's sample joins its message.
 func TestQuietSendsTheRoundAtOnce(t *testing.T) {
 	s := startSim(t, nil)
-	log, _ := newLogger(t)
-	src := testutil.NewMemSource()
-	o := simOptions(s, log)
-	o.MaxDelay = 3 * time.Second
-	c := newClient(t, o, src)
-	stop := run(t, c)
+	const maxDelay = 3 * time.Second
+	c, src, stop := connectedToSim(t, s, func(o *uplink.Options) { o.MaxDelay = maxDelay })
 	defer stop()
-	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
-		t.Fatal("not connected")
-	}
 	time.Sleep(50 * time.Millisecond) // past the Take at connect
 	arrived := func(smp reading.Sample) time.Time {
 		for _, a := range s.Accepted() {
@@ -253,7 +238,7 @@ func TestQuietSendsTheRoundAtOnce(t *testing.T) {
 		t.Fatal("round not acked")
 	}
 	if got := arrived(a[0]).Sub(added); got <= 0 || got > time.Second {
-		t.Fatalf("a complete round reached the platform after %v; want at once (max_delay is %v)", got, o.MaxDelay)
+		t.Fatalf("a complete round reached the platform after %v; want at once (max_delay is %v)", got, maxDelay)
 	}
 
 	// Next sample in 200 ms, within max_delay: the round waits, and the

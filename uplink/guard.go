@@ -173,6 +173,12 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	return n, g.killedErr(err)
 }
 
+// quietSince is the older of the last byte read and the last written: the
+// connection has been silent in one direction at least since then.
+func (g *guardConn) quietSince() time.Time {
+	return time.Unix(0, min(g.lastRead.Load(), g.lastWrite.Load()))
+}
+
 var pingreq = []byte{0xC0, 0x00}
 
 // ping writes an MQTT PINGREQ.

@@ -201,3 +201,23 @@ func (s *subscriber) messages() []mqtt.Message {
 	defer s.mu.Unlock()
 	return append([]mqtt.Message(nil), s.msgs...)
 }
+
+// connectedToSim starts a client on a MemSource against the emulator s with
+// simOptions changed by mod, and waits until it is connected. stop waits
+// for Run to return (bounded); it is safe to call twice.
+func connectedToSim(t testing.TB, s *sim, mod func(*uplink.Options)) (c *uplink.Client, src *testutil.MemSource, stop func()) {
+	t.Helper()
+	log, _ := newLogger(t)
+	src = testutil.NewMemSource()
+	o := simOptions(s, log)
+	if mod != nil {
+		mod(&o)
+	}
+	c = newClient(t, o, src)
+	stop = run(t, c)
+	if !testutil.Eventually(5*time.Second, func() bool { return c.Stats().Connected }) {
+		stop()
+		t.Fatal("not connected")
+	}
+	return c, src, stop
+}

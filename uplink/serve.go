@@ -214,8 +214,7 @@ func (c *Client) keepalive(st *sendState) {
 			return
 		}
 	}
-	last := time.Unix(0, min(g.lastRead.Load(), g.lastWrite.Load()))
-	if now.Sub(last) >= c.o.Keepalive/2 && g.ping() == nil {
+	if now.Sub(g.quietSince()) >= c.o.Keepalive/2 && g.ping() == nil {
 		st.pingSent = now
 	}
 }
@@ -238,8 +237,7 @@ func (c *Client) pingWake(st *sendState) (time.Duration, bool) {
 	if c.o.Keepalive/4 >= c.o.BeatEvery {
 		return 0, false
 	}
-	last := time.Unix(0, min(g.lastRead.Load(), g.lastWrite.Load()))
-	return time.Until(last.Add(c.o.Keepalive / 2)), true
+	return time.Until(g.quietSince().Add(c.o.Keepalive / 2)), true
 }
 
 // sendRoundEarly makes live samples due now when the sensors promised

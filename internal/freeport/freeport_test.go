@@ -38,23 +38,21 @@ func TestGet(t *testing.T) {
 // A port something already holds is never handed out: in a band of 40 with
 // 30 held, the 10 free ones come out, then the band is exhausted.
 func TestPickSkipsHeld(t *testing.T) {
-	const lo, hi = 24000, 24039
+	lo, held := heldBand(t)
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	hi := lo + 39
 	mu.Lock()
 	for p := lo; p <= hi; p++ {
 		delete(issued, p) // a rerun (-count) starts afresh
 	}
 	mu.Unlock()
 	holds := map[int]bool{}
-	for p := lo; p <= hi; p++ {
-		if p%4 == 0 {
-			continue // leave 10 free
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			t.Skipf("port %d busy on this machine; the band is not ours", p)
-		}
-		defer l.Close()
-		holds[p] = true
+	for _, l := range held {
+		holds[l.Addr().(*net.TCPAddr).Port] = true
 	}
 	got := map[int]bool{}
 	for len(got) < 10 {
@@ -70,4 +68,33 @@ func TestPickSkipsHeld(t *testing.T) {
 	if p, err := pick(lo, hi); err == nil {
 		t.Fatalf("band exhausted, yet pick returned %d", p)
 	}
+}
+
+// heldBand finds a band of 40 ports from 24000 up in which this test can
+// hold the 30 that are not multiples of 4, and holds them.
+func heldBand(t *testing.T) (lo int, held []net.Listener) {
+	t.Helper()
+	for lo = 24000; lo < 31000; lo += 40 {
+		held = held[:0]
+		ok := true
+		for p := lo; p < lo+40 && ok; p++ {
+			if p%4 == 0 {
+				continue // leave 10 free
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, l)
+		}
+		if ok {
+			return lo, held
+		}
+		for _, l := range held {
+			l.Close()
+		}
+	}
+	t.Fatal("no band of 40 ports between 24000 and 31000 to hold 30 of")
+	return 0, nil
 }
