@@ -60,7 +60,9 @@ type Client struct {
 // samples then go out at once when waiting out MaxDelay could not add
 // another sample to their message: the same messages as waiting, sent up to
 // MaxDelay sooner, and one wake-up of the board fewer per round. Without
-// calls to Quiet, live samples wait MaxDelay as before. Safe to call from
+// calls to Quiet, live samples wait MaxDelay as before. The caller keeps
+// its promise: a sample appended before d runs out is taken to belong to
+// the round just promised complete and goes at once too. Safe to call from
 // any goroutine, at any time.
 func (c *Client) Quiet(d time.Duration) {
 	c.quietAt.Store(c.o.Now().Add(d).UnixNano())
