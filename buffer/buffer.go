@@ -145,7 +145,8 @@ type Buffer struct {
 	o        Options
 	log      *slog.Logger
 	naive    bool
-	soft     int64 // bytes in use above which MaxSize drops start
+	opened   time.Time // the entries' append times count from here
+	soft     int64     // bytes in use above which MaxSize drops start
 	pageSize int
 
 	// commitMu serialises commits, compaction and Close; it is taken
@@ -232,6 +233,7 @@ func Open(o Options) (*Buffer, error) {
 		o:      o,
 		log:    log,
 		naive:  o.CommitInterval == 0,
+		opened: time.Now(),
 		notify: make(chan struct{}, 1),
 		kick:   make(chan struct{}, 1),
 		drops:  newDropLog(log, 10*time.Second),
@@ -375,6 +377,7 @@ func (b *Buffer) Append(ctx context.Context, ss []reading.Sample) error {
 			return fmt.Errorf("append: %w", err)
 		}
 	}
+	at := time.Since(b.opened)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -398,7 +401,7 @@ func (b *Buffer) Append(ctx context.Context, ss []reading.Sample) error {
 			v.Value = normalize(v.Value, v.Resolution)
 			s.Values[j] = v
 		}
-		b.l.add(s)
+		b.l.add(s, at)
 	}
 	b.capPending()
 	n := b.changesLocked()
@@ -880,42 +883,53 @@ func (b *Buffer) run(ctx context.Context) {
 	t := tick.New(every)
 	defer t.Stop()
 	for {
+		var fresh time.Duration
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			t.Next()
+			// The tick this commit is for, however late it runs: what
+			// was appended since (the round sampled on this same tick)
+			// waits for the next window.
+			if !b.naive {
+				fresh = max(now.Sub(b.opened)-tick.Since(now, every), 1)
+			}
 		case <-b.kick:
 		}
-		_ = b.commit()
+		_ = b.commitBefore(fresh)
 		b.maybeCompact()
 	}
 }
 
-// commit makes the pending changes durable: a journal window, or a fold into
-// bbolt when one is due (or the journal cannot take the window).
-func (b *Buffer) commit() error {
+// commit makes every pending change durable.
+func (b *Buffer) commit() error { return b.commitBefore(0) }
+
+// commitBefore makes the pending changes durable: a journal window, or a
+// fold into bbolt when one is due (or the journal cannot take the window).
+// Samples appended at or after fresh (> 0) are left to the next commit.
+func (b *Buffer) commitBefore(fresh time.Duration) error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
 	if b.jr != nil {
 		if !b.foldDue() {
-			err := b.journalWindow()
+			err := b.journalWindow(fresh)
 			if err == nil {
 				return nil
 			}
 			if !errors.Is(err, errJournalFull) {
 				b.drops.errorf("journal write failed; committing to the buffer file instead", "err", err)
 			}
-		} else if err := b.fold(); err == nil {
+		} else if err := b.fold(fresh); err == nil {
 			return nil
 		} else {
 			// The fold failed (a full disk?): keep the window durable
 			// in the preallocated journal meanwhile, while it has room.
-			_ = b.journalWindow()
+			_ = b.journalWindow(fresh)
 			return err
 		}
 	}
-	return b.fold()
+	return b.fold(fresh)
 }
 
 // resetJournal starts a new journal epoch after a fold. A failed reset
@@ -957,9 +971,9 @@ func (b *Buffer) foldDue() bool {
 // fold commits everything not yet in bbolt in one transaction (and, on a
 // full disk with drop-oldest, makes room and retries once), then starts a new
 // journal epoch. Called with commitMu held.
-func (b *Buffer) fold() error {
+func (b *Buffer) fold(fresh time.Duration) error {
 	defer b.resetJournal()
-	err := b.commitOnce()
+	err := b.commitOnce(fresh)
 	if err != nil && isFull(err) && b.o.WhenFull == DropOldest {
 		// Make room by dropping the oldest committed samples in a
 		// transaction of their own (it may fit in pages freed earlier),
@@ -974,7 +988,7 @@ func (b *Buffer) fold() error {
 			reason = ReasonMaxSize // bbolt's cap is MaxSize itself
 		}
 		if n, derr := b.dropOldestCommitted(need, reason); derr == nil && n > 0 {
-			err = b.commitOnce()
+			err = b.commitOnce(fresh)
 		}
 	}
 	return err
@@ -994,12 +1008,12 @@ type foldTx struct {
 
 // commitOnce writes one fold: the ledger's batch, the dead items and
 // dictionary entries, MaxAge and MaxSize, and the journal epoch it folds.
-func (b *Buffer) commitOnce() error {
+func (b *Buffer) commitOnce(fresh time.Duration) error {
 	b.mu.Lock()
 	// A journal with records must be folded even with nothing else to
 	// write: acks in memory have overtaken samples it still holds.
 	journalEmpty := b.jr == nil || b.jr.off == journalHeader
-	f := b.l.fold()
+	f := b.l.fold(fresh)
 	// The ack counters alone are worth a write only at Close.
 	acksOnly := b.closed && b.l.acks != b.l.acksJournaled
 	deadDue := b.deadAgeDue || b.deadDueLocked()

@@ -369,3 +369,73 @@ func waitFor(tb testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTickCommitLeavesTheTicksOwnSamples: a commit on a clock tick leaves
+// samples appended at or after that tick to the next window. The sensors
+// sample on the same ticks (internal/tick), so otherwise the round taken at
+// a commit tick went to the card every time although it was acknowledged
+// a few milliseconds later.
+func TestTickCommitLeavesTheTicksOwnSamples(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.db")
+	b := mustOpen(t, Options{Path: path, CommitInterval: time.Hour})
+	written := func() int64 {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.jr.off - journalHeader
+	}
+	old := mkReadings(0, 1)
+	mustAppend(t, b, old)
+	tickAt := time.Since(b.opened)
+	fresh := mkReadings(1, 3)
+	mustAppend(t, b, fresh)
+	if err := b.commitBefore(tickAt); err != nil {
+		t.Fatal(err)
+	}
+	if n := written(); n <= 0 {
+		t.Fatalf("the sample appended before the tick was not journaled (%d bytes)", n)
+	}
+	if s, err := Inspect(path); err != nil || s.Depth != 1 {
+		t.Fatalf("Inspect: depth %d, %v; want only the sample of before the tick", s.Depth, err)
+	}
+	before := written()
+	// The fresh round is acknowledged before the next tick: it never
+	// reaches the card.
+	got := mustTake(t, b, 10, reading.Filter{NotBefore: fresh[0].Time})
+	if len(got) != 3 {
+		t.Fatalf("took %d", len(got))
+	}
+	if err := b.Ack(reading.Refs(got)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.commitBefore(time.Since(b.opened)); err != nil {
+		t.Fatal(err)
+	}
+	if n := written(); n != before {
+		t.Fatalf("the journal grew by %d bytes for samples acked within their window", n-before)
+	}
+	// A fresh sample still unacknowledged at the next tick is journaled
+	// there, and one fold on a tick leaves the tick's own samples out too.
+	late := mkReadings(4, 1)
+	mustAppend(t, b, late)
+	if err := b.commitBefore(time.Since(b.opened)); err != nil {
+		t.Fatal(err)
+	}
+	if n := written(); n <= before {
+		t.Fatal("a sample left over from the last tick was not journaled at the next")
+	}
+	b.commitMu.Lock()
+	tickAt = time.Since(b.opened)
+	mustAppend(t, b, mkReadings(5, 1))
+	err := b.fold(tickAt)
+	b.commitMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Inspect(path); err != nil || s.Depth != 2 {
+		t.Fatalf("after the fold: depth %d, %v; want the two samples of earlier ticks", s.Depth, err)
+	}
+	closeBuf(t, b)
+	if s, err := Inspect(path); err != nil || s.Depth != 3 {
+		t.Fatalf("after Close: depth %d, %v; Close commits everything", s.Depth, err)
+	}
+}

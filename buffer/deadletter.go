@@ -189,7 +189,7 @@ func Requeue(path, reason string, log *slog.Logger) (requeued, left int, err err
 func (b *Buffer) requeue(reason string) (int, error) {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
-	if err := b.fold(); err != nil {
+	if err := b.fold(0); err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
 	}
 	b.mu.Lock()

@@ -146,5 +146,5 @@ func sameReading(a, b reading.Sample) bool {
 func (b *Buffer) foldNow() error {
 	b.commitMu.Lock()
 	defer b.commitMu.Unlock()
-	return b.fold()
+	return b.fold(0)
 }

@@ -522,7 +522,7 @@ func makeOverlay(recs []jrec) overlay {
 
 // journalWindow makes the ledger's next window durable in the journal.
 // Nothing to write, nothing written. Called with commitMu held.
-func (b *Buffer) journalWindow() error {
+func (b *Buffer) journalWindow(fresh time.Duration) error {
 	b.mu.Lock()
 	if b.jr.broken {
 		b.mu.Unlock()
@@ -533,7 +533,7 @@ func (b *Buffer) journalWindow() error {
 		// Too old already: not worth a write (see MaxAge).
 		cutoff = time.Now().Add(-b.o.MaxAge)
 	}
-	w, aged := b.l.window(cutoff)
+	w, aged := b.l.window(cutoff, fresh)
 	b.dropped(ReasonMaxAge, aged)
 	if w.empty() {
 		b.mu.Unlock()

@@ -41,6 +41,10 @@ type entry struct {
 	busy     bool
 	mem      bool // appended here and not yet in bbolt: listed in ledger.mem
 	gone     bool // left the ledger (ledger.mem skips it)
+	// at is when the sample was appended (monotonic, since the buffer
+	// opened): a commit on the clock's tick leaves samples appended at or
+	// after that tick to the next window (see Buffer.run).
+	at time.Duration
 	// enc caches the record of encMask.
 	enc     []byte
 	encMask uint64
@@ -120,13 +124,13 @@ func (l *ledger) encode(e *entry, mask uint64) []byte {
 }
 
 // add records a sample appended now.
-func (l *ledger) add(s reading.Sample) *entry {
+func (l *ledger) add(s reading.Sample, at time.Duration) *entry {
 	// Entries acked before their commit leave gone ones behind in mem;
 	// while folds fail (a full disk) nothing else would compact it.
 	if l.memGone > 32 && l.memGone*2 > len(l.mem) {
 		l.compactMem()
 	}
-	e := &entry{s: s, live: allBits(len(s.Values)), mem: true}
+	e := &entry{s: s, live: allBits(len(s.Values)), mem: true, at: at}
 	l.changes++
 	l.byID[s.ID] = e
 	l.mem = append(l.mem, e)
@@ -141,6 +145,17 @@ func (l *ledger) load(s reading.Sample) *entry {
 	e := &entry{s: s, live: m, durable: m, filed: m}
 	l.byID[s.ID] = e
 	return e
+}
+
+// fresh reports whether a commit on a clock tick at fresh (> 0) leaves e to
+// the next commit: a sample appended at or after the tick, in neither the
+// journal nor the file. The round sampled on the same tick is usually
+// acknowledged a few milliseconds later, and then never touches the card;
+// written now, it would cost a journal write (and an entry to delete at the
+// next fold) on every tick the sampling and commit intervals share. No
+// sample waits longer than one commit interval for its window, as before.
+func (l *ledger) fresh(e *entry, fresh time.Duration) bool {
+	return fresh > 0 && e.at >= fresh && e.durable == 0 && e.filed == 0
 }
 
 // settle drops e from the ledger when nothing about it is left to do.
@@ -236,6 +251,7 @@ func (l *ledger) fileAvail() int {
 
 // A window is what one journal record writes.
 type window struct {
+	fresh   int // samples left to the next window
 	items   []witem
 	deads   []*deadItem
 	dicts   []uint32
@@ -252,12 +268,18 @@ type witem struct {
 // window builds the next journal window: new samples, removals of durable
 // values, dead items and dictionary entries not yet in the journal or the
 // file, and the ack counters when they moved. Samples already past cutoff
-// (MaxAge) are dropped instead and counted in aged. Called with mu held.
-func (l *ledger) window(cutoff time.Time) (w *window, aged int) {
+// (MaxAge) are dropped instead and counted in aged. Samples appended at or
+// after fresh (when fresh > 0) wait for the next window. Called with mu
+// held.
+func (l *ledger) window(cutoff time.Time, fresh time.Duration) (w *window, aged int) {
 	w = &window{}
 	var subs [][]byte
 	for _, e := range l.mem {
 		if e.gone || e.durable != 0 || e.live == 0 {
+			continue
+		}
+		if l.fresh(e, fresh) {
+			w.fresh++
 			continue
 		}
 		if !cutoff.IsZero() && e.s.Synced && e.s.Time.Before(cutoff) {
@@ -325,7 +347,9 @@ func (l *ledger) window(cutoff time.Time) (w *window, aged int) {
 		sub(p)
 	}
 	w.payload = buf
-	l.changesAt = l.changes
+	// The samples left for the next window still count towards its
+	// CommitSize trigger.
+	l.changesAt = max(l.changes-w.fresh, 0)
 	for _, it := range w.items {
 		it.e.busy = true
 	}
@@ -375,11 +399,15 @@ type fitem struct {
 // fold builds the next bbolt batch: every entry whose record differs from
 // live, every dead item and dictionary entry not yet in the file. Called
 // with mu held.
-func (l *ledger) fold() *fold {
+func (l *ledger) fold(fresh time.Duration) *fold {
 	f := &fold{acks: l.acks}
-	l.changesAt = l.changes
+	left := 0
 	for _, e := range l.byID {
 		if e.live == e.filed || e.live == 0 && e.filed == 0 {
+			continue
+		}
+		if l.fresh(e, fresh) {
+			left++
 			continue
 		}
 		it := fitem{e: e, mask: e.live}
@@ -389,6 +417,7 @@ func (l *ledger) fold() *fold {
 		f.items = append(f.items, it)
 		e.busy = true
 	}
+	l.changesAt = max(l.changes-left, 0)
 	slices.SortFunc(f.items, func(a, b fitem) int {
 		if a.e.s.ID < b.e.s.ID {
 			return -1

@@ -29,6 +29,15 @@ func Until(now time.Time, iv time.Duration) time.Duration {
 	return iv - off
 }
 
+// Since is how long ago the last multiple of iv on the clock at or before
+// now was, in [0, iv). iv <= 0 returns 0.
+func Since(now time.Time, iv time.Duration) time.Duration {
+	if iv <= 0 {
+		return 0
+	}
+	return (iv - Until(now, iv)) % iv
+}
+
 // Timer is a ticker on the grid: C receives at every multiple of the
 // period on the clock. Unlike time.Ticker it re-aligns after every tick,
 // so a step of the wall clock or a late tick does not shift it off the grid

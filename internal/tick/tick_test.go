@@ -29,6 +29,25 @@ func TestUntil(t *testing.T) {
 // moments, fire at the same instants: every tick of the longer one comes
 // with a tick of the shorter one (the runtime runs timers with the same
 // expiry in one pass, so even on a loaded machine they arrive together).
+func TestSince(t *testing.T) {
+	at := func(ms int64) time.Time { return time.UnixMilli(ms) }
+	for _, c := range []struct {
+		now  time.Time
+		iv   time.Duration
+		want time.Duration
+	}{
+		{at(10_000), 10 * time.Second, 0},
+		{at(10_001), 10 * time.Second, time.Millisecond},
+		{at(19_999), 10 * time.Second, 9999 * time.Millisecond},
+		{at(-250), time.Second, 750 * time.Millisecond},
+		{at(1_250), 0, 0},
+	} {
+		if got := Since(c.now, c.iv); got != c.want {
+			t.Errorf("Since(%v, %v) = %v, want %v", c.now.UnixMilli(), c.iv, got, c.want)
+		}
+	}
+}
+
 func TestTimersShareTicks(t *testing.T) {
 	const fast, slow = 40 * time.Millisecond, 120 * time.Millisecond
 	a := New(fast)
