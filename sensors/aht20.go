@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -21,7 +22,7 @@ func init() {
 		meas:    []measurement{{"temperature", "°C", -40, 85, 0.01}, {"humidity", "%RH", 0, 100, 0.01}},
 		addrs:   []uint16{0x38},
 		options: map[string]option{},
-		open: func(b i2c.Bus, _ uint16, _ map[string]string) (device, error) {
+		open: func(b i2c.Bus, _ uint16, _ map[string]string, _ time.Duration) (device, error) {
 			opts := aht20.DefaultOpts // CRC checked, 150 ms read timeout
 			d, err := aht20.NewI2C(b, &opts)
 			if err != nil {

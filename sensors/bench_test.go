@@ -40,9 +40,9 @@ func BenchmarkRead(b *testing.B) {
 		name string
 		spec Spec
 	}{
-		{"bme280-forced", Spec{Driver: "bme280", Options: map[string]string{"oversampling": "1"}}},
-		{"bme280-normal", Spec{Driver: "bme280", Options: map[string]string{"oversampling": "1", "filter": "2", "standby": "0.5ms"}}},
-		{"bmp280-forced", Spec{Driver: "bmp280", Options: map[string]string{"oversampling": "1"}}},
+		{"bme280-forced", Spec{Driver: "bme280", Options: map[string]string{"oversampling": "1", "mode": "forced"}}},
+		{"bme280-normal", Spec{Driver: "bme280", Options: map[string]string{"oversampling": "1"}}},
+		{"bmp280-forced", Spec{Driver: "bmp280", Options: map[string]string{"oversampling": "1", "mode": "forced"}}},
 		{"aht20", Spec{Driver: "aht20"}},
 		{"scd4x", Spec{Driver: "scd4x"}},
 		{"hdc302x", Spec{Driver: "hdc302x", Options: map[string]string{"rate": "10"}}},

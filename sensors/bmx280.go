@@ -32,8 +32,11 @@ var bmxOptions = map[string]option{
 	"temperature_oversampling": choice("temperature oversampling", "4", "1", "2", "4", "8", "16"),
 	"pressure_oversampling":    choice("pressure oversampling (off skips pressure)", "4", "off", "1", "2", "4", "8", "16"),
 	"humidity_oversampling":    choice("humidity oversampling, BME280 only (off skips humidity)", "4", "off", "1", "2", "4", "8", "16"),
-	"filter":                   choice("IIR filter coefficient; needs standby (normal mode)", "off", "off", "2", "4", "8", "16"),
-	"standby":                  durationOpt("standby between conversions: runs the chip in normal mode with the filter; empty = forced mode, one conversion per reading", "", 500*time.Microsecond, 4*time.Second),
+	"mode": choice("normal: the chip converts on its own every standby and a reading takes the latest conversion, with no wait; "+
+		"forced: one conversion per reading, which periph waits for (8 ms at 1x up to ~100 ms at 16x)", "normal", "normal", "forced"),
+	"filter": choice("IIR filter coefficient (normal mode only)", "off", "off", "2", "4", "8", "16"),
+	"standby": durationOpt("time between conversions in normal mode; empty = the longest the chip has (at most 1 s on the BME280, 4 s on the BMP280) "+
+		"that still gives every reading a conversion of its own at the sensor's interval", "", 500*time.Microsecond, 4*time.Second),
 }
 
 func init() {
@@ -41,9 +44,9 @@ func init() {
 		name: "bme280", chip: "Bosch BME280",
 		meas:    []measurement{bmeTemp, bmeHum, bmePress},
 		addrs:   []uint16{0x76, 0x77},
-		options: bmxOptions, checkOpts: checkBmxOpts, off: bmxOff,
-		open: func(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
-			return openBmx(b, addr, o, true)
+		options: bmxOptions, checkOpts: checkBmxOpts, off: bmxOff, byInterval: true,
+		open: func(b i2c.Bus, addr uint16, o map[string]string, iv time.Duration) (device, error) {
+			return openBmx(b, addr, o, iv, true)
 		},
 		emulate: func(sp Spec) (emul.Chip, error) { return emulValues(emul.NewBME280(), sp) },
 	})
@@ -57,19 +60,24 @@ func init() {
 		name: "bmp280", chip: "Bosch BMP280",
 		meas:    []measurement{bmeTemp, bmePress},
 		addrs:   []uint16{0x76, 0x77},
-		options: bmp, checkOpts: checkBmxOpts, off: bmxOff,
-		open: func(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
-			return openBmx(b, addr, o, false)
+		options: bmp, checkOpts: checkBmxOpts, off: bmxOff, byInterval: true,
+		open: func(b i2c.Bus, addr uint16, o map[string]string, iv time.Duration) (device, error) {
+			return openBmx(b, addr, o, iv, false)
 		},
 		emulate: func(sp Spec) (emul.Chip, error) { return emulValues(emul.NewBMP280(), sp) },
 	})
 }
 
 func checkBmxOpts(o map[string]string) (string, error) {
-	if f, ok := o["filter"]; ok && f != "off" && o["standby"] == "" {
-		// periph's bmxx80 only programs the filter in normal mode; a
-		// filter without standby would be silently ignored.
-		return "filter", errors.New("the IIR filter works only in normal mode: set standby too")
+	if o["mode"] == "forced" {
+		// periph's bmxx80 programs the filter and the standby only in
+		// normal mode; in forced mode they would be silently ignored.
+		if f, ok := o["filter"]; ok && f != "off" {
+			return "filter", errors.New(`the IIR filter works only in normal mode (mode = "normal")`)
+		}
+		if _, ok := o["standby"]; ok {
+			return "standby", errors.New(`standby is the time between conversions in normal mode; forced mode converts once per reading`)
+		}
 	}
 	if _, ok := o["oversampling"]; ok {
 		for _, k := range []string{"temperature_oversampling", "pressure_oversampling", "humidity_oversampling"} {
@@ -109,6 +117,33 @@ func oversampling(v string) bmxx80.Oversampling {
 	return bmxx80.Off
 }
 
+// bmxNormal reports whether the options run the chip in normal mode.
+func bmxNormal(o map[string]string) bool { return o["mode"] != "forced" }
+
+// bmxConversion is the longest a conversion with opts takes (BME280
+// datasheet 9.1, t_measure,max).
+func bmxConversion(opts bmxx80.Opts) time.Duration {
+	us := 1250
+	if opts.Temperature != bmxx80.Off {
+		us += 2300 * osValue(opts.Temperature)
+	}
+	if opts.Pressure != bmxx80.Off {
+		us += 2300*osValue(opts.Pressure) + 575
+	}
+	if opts.Humidity != bmxx80.Off {
+		us += 2300*osValue(opts.Humidity) + 575
+	}
+	return time.Duration(us) * time.Microsecond
+}
+
+// osValue is the number of samples an oversampling setting takes.
+func osValue(o bmxx80.Oversampling) int {
+	if o == bmxx80.Off {
+		return 0
+	}
+	return 1 << (o - bmxx80.O1x)
+}
+
 func bmxOpts(o map[string]string) bmxx80.Opts {
 	get := func(k, def string) string {
 		if v, ok := o[k]; ok {
@@ -141,10 +176,11 @@ func bmxOpts(o map[string]string) bmxx80.Opts {
 }
 
 type bmxDev struct {
-	d     *bmxx80.Dev
-	c     i2c.Dev
-	isBME bool
-	opts  bmxx80.Opts
+	d      *bmxx80.Dev
+	c      i2c.Dev
+	isBME  bool
+	normal bool // normal mode: the chip converts on its own
+	opts   bmxx80.Opts
 	// want is ctrl_hum, ctrl_meas and config as programmed at init; a
 	// chip that browned out reads back its reset values instead.
 	want [4]byte
@@ -155,16 +191,39 @@ type bmxDev struct {
 // programmed: it was reset (brown-out, ESD) behind the driver's back.
 var ErrConfigLost = errors.New("chip lost its configuration (reset?)")
 
-func openBmx(b i2c.Bus, addr uint16, o map[string]string, isBME bool) (device, error) {
+// openBmx opens a BME280/BMP280 sampled every iv.
+//
+// Normal mode is the default: a reading is one register read with no wait,
+// so the sensors of a round are read, and their round is posted, on the
+// tick itself (forced mode waits for each conversion: another wake-up of
+// the board per round, and 8-100 ms of latency). The standby is chosen so
+// that a conversion ends between any two readings; the reading's stamp is
+// the read, the conversion is at most standby + conversion time older.
+// periph's bmxx80 runs normal mode only with an IIR filter; without one
+// configured the filter is switched off again after periph's init, so the
+// values are the chip's unfiltered conversions, as in forced mode.
+func openBmx(b i2c.Bus, addr uint16, o map[string]string, iv time.Duration, isBME bool) (device, error) {
 	opts := bmxOpts(o)
 	if !isBME {
 		opts.Humidity = bmxx80.Off
+	}
+	normal := bmxNormal(o)
+	unfiltered := normal && opts.Filter == bmxx80.NoFilter
+	if normal {
+		if opts.Standby == 0 {
+			opts.Standby = max(iv-bmxConversion(opts), 500*time.Microsecond)
+		}
+		if unfiltered {
+			opts.Filter = bmxx80.F2 // periph's condition for normal mode; switched off below
+		}
+	} else {
+		opts.Filter, opts.Standby = bmxx80.NoFilter, 0
 	}
 	d, err := bmxx80.NewI2C(b, addr, &opts)
 	if err != nil {
 		return nil, err
 	}
-	x := &bmxDev{d: d, c: i2c.Dev{Bus: b, Addr: addr}, isBME: isBME, opts: opts}
+	x := &bmxDev{d: d, c: i2c.Dev{Bus: b, Addr: addr}, isBME: isBME, normal: normal, opts: opts}
 	// The driver refuses an unexpected chip id but accepts a BMP280 where
 	// a BME280 was configured: humidity would silently be missing.
 	var id [1]byte
@@ -177,11 +236,17 @@ func openBmx(b i2c.Bus, addr uint16, o map[string]string, isBME bool) (device, e
 	if err := x.c.Tx([]byte{0xF2}, x.want[:]); err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
+	if unfiltered {
+		// config is written in sleep mode (writes in normal mode may be
+		// ignored, datasheet 5.4.6), ctrl_meas last (5.4.5).
+		meas, cfg := x.want[2], x.want[3]&^(7<<2)
+		if err := x.c.Tx([]byte{0xF4, meas &^ 3, 0xF5, cfg, 0xF4, meas}, nil); err != nil {
+			return nil, fmt.Errorf("switch the filter off: %w", err)
+		}
+		x.want[3] = cfg
+	}
 	return x, nil
 }
-
-// normal reports whether the driver runs the chip in normal mode.
-func (x *bmxDev) normal() bool { return x.opts.Filter != bmxx80.NoFilter && x.opts.Standby != 0 }
 
 func (x *bmxDev) read(_ context.Context, v []float64) error {
 	var e physic.Env
@@ -195,7 +260,7 @@ func (x *bmxDev) read(_ context.Context, v []float64) error {
 		return fmt.Errorf("read configuration: %w", err)
 	}
 	meas, want := x.buf[2], x.want[2]
-	if !x.normal() {
+	if !x.normal {
 		meas, want = meas&^3, want&^3 // forced mode: mode bits return to sleep
 	}
 	if (x.isBME && x.buf[0]&7 != x.want[0]&7) || meas != want || x.buf[3]&^2 != x.want[3]&^2 {

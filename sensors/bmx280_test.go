@@ -3,9 +3,12 @@ package sensors
 import (
 	"context"
 	"math"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"periph.io/x/conn/v3/i2c"
 
 	"gatewayd/internal/reading"
 	"gatewayd/sensors/emul"
@@ -15,8 +18,9 @@ import (
 // the operating range, in forced and in normal mode.
 func TestBME280Range(t *testing.T) {
 	for _, opts := range []map[string]string{
-		{"oversampling": "1"},
+		{"oversampling": "1", "mode": "forced"},
 		{"oversampling": "16", "filter": "4", "standby": "10ms"},
+		{}, // normal mode, filter off, standby from the interval
 	} {
 		specs := []Spec{{Name: "air", Driver: "bme280", Bus: "emulated", Interval: time.Second, Options: opts}}
 		s, b := mustSet(t, specs, nil)
@@ -133,4 +137,121 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// txLog records the writes of every transaction on a bus.
+type txLog struct {
+	i2c.Bus
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (l *txLog) Tx(addr uint16, w, r []byte) error {
+	l.mu.Lock()
+	l.writes = append(l.writes, append([]byte(nil), w...))
+	l.mu.Unlock()
+	return l.Bus.Tx(addr, w, r)
+}
+
+// forcedTriggers counts the writes that start a forced conversion.
+func (l *txLog) forcedTriggers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, w := range l.writes {
+		for i := 0; i+1 < len(w); i += 2 {
+			if w[i] == 0xF4 && w[i+1]&3 == 1 {
+				n++
+			}
+		}
+	}
+	l.writes = nil
+	return n
+}
+
+// TestBmxNormalModeByDefault: without options a BME280/BMP280 runs in
+// normal mode with the IIR filter off and the longest standby that still
+// gives every reading a conversion of its own, so a reading is a register
+// read with no conversion to wait for; mode = "forced" converts once per
+// reading; a new interval programs a new standby without counting as a
+// re-initialisation.
+func TestBmxNormalModeByDefault(t *testing.T) {
+	specs := []Spec{
+		{Name: "slow", Driver: "bme280", Bus: "emulated", Interval: 10 * time.Second},
+		{Name: "fast", Driver: "bmp280", Bus: "emulated", Address: 0x77, Interval: 300 * time.Millisecond},
+	}
+	b, err := EmulatedBus(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &txLog{Bus: b}
+	o := fastOpts(log)
+	s, err := New(specs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	read := func() {
+		t.Helper()
+		for _, r := range s.ReadOnce(context.Background()) {
+			if r.Err != nil || len(r.Sample.Values) == 0 {
+				t.Fatalf("%s: %v", r.Sensor, r.Err)
+			}
+		}
+	}
+	read()
+	slow, fast := b.Chip(0x76).(*emul.BME280), b.Chip(0x77).(*emul.BME280)
+	// ctrl_meas: oversampling 4x (011) for t and p, normal mode (11).
+	// config: standby 1 s (101) at 10 s, 250 ms (011) at 300 ms (a 4x/4x
+	// conversion takes up to 20 ms), filter off (000): datasheet tables
+	// 25-28.
+	if m, c := slow.Reg(0xF4), slow.Reg(0xF5); m != 0x6F || c != 0xA0 {
+		t.Errorf("bme280 at 10 s: ctrl_meas %#02x config %#02x, want 0x6f 0xa0", m, c)
+	}
+	if m, c := fast.Reg(0xF4), fast.Reg(0xF5); m != 0x6F || c != 0x60 {
+		t.Errorf("bmp280 at 300 ms: ctrl_meas %#02x config %#02x, want 0x6f 0x60", m, c)
+	}
+	log.forcedTriggers()
+	for i := 0; i < 3; i++ {
+		read()
+	}
+	if n := log.forcedTriggers(); n != 0 {
+		t.Errorf("%d forced conversions started in normal mode", n)
+	}
+	if err := s.SetInterval("fast", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	// 3 s less the conversion: the BMP280's 2 s standby (110).
+	if c := fast.Reg(0xF5); c != 0xC0 {
+		t.Errorf("bmp280 at 3 s: config %#02x, want 0xc0", c)
+	}
+	for _, st := range s.Stats() {
+		if st.Reinits != 0 {
+			t.Errorf("%s: %d re-initialisations; a new interval is not a failure", st.Name, st.Reinits)
+		}
+	}
+
+	forced := []Spec{{Name: "f", Driver: "bme280", Bus: "emulated", Interval: 10 * time.Second, Options: map[string]string{"mode": "forced"}}}
+	fb, err := EmulatedBus(forced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flog := &txLog{Bus: fb}
+	fs, err := New(forced, fastOpts(flog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close(context.Background())
+	for i := 0; i < 3; i++ {
+		if r := fs.ReadOnce(context.Background()); r[0].Err != nil {
+			t.Fatal(r[0].Err)
+		}
+	}
+	if n := flog.forcedTriggers(); n != 3 {
+		t.Errorf("forced mode: %d conversions started for 3 readings", n)
+	}
+	if m := fb.Chip(0x76).(*emul.BME280).Reg(0xF4); m&3 != 0 {
+		t.Errorf("forced mode: ctrl_meas %#02x, want the chip asleep between readings", m)
+	}
 }

@@ -84,7 +84,10 @@ type driver struct {
 	res func(opts map[string]string, i int) float64
 	// openW1 opens a 1-Wire sensor (oneWire drivers only).
 	openW1 func(s *Set, sp Spec) (device, error)
-	open   func(b i2c.Bus, addr uint16, opts map[string]string) (device, error)
+	open   func(b i2c.Bus, addr uint16, opts map[string]string, interval time.Duration) (device, error)
+	// byInterval: open programs the chip for the sampling interval; a
+	// new interval opens it again.
+	byInterval bool
 	// emulate builds the emulated chip for a spec.
 	emulate func(sp Spec) (emul.Chip, error)
 }

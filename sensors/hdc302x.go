@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -28,7 +29,7 @@ func init() {
 		options: map[string]option{
 			"rate": choice("auto-measurement rate in Hz (periph sleeps one period when starting)", "1", "0.5", "1", "2", "4", "10"),
 		},
-		open: func(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+		open: func(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 			d, err := hdc302x.NewI2C(b, addr, hdcRates[drivers["hdc302x"].opt(o, "rate")])
 			if err != nil {
 				return nil, err

@@ -20,7 +20,7 @@ func TestOptionsReachTheChip(t *testing.T) {
 		{Name: "bme", Driver: "bme280", Bus: "emulated", Options: map[string]string{
 			"temperature_oversampling": "2", "pressure_oversampling": "8", "humidity_oversampling": "1",
 			"filter": "16", "standby": "500ms"}},
-		{Name: "bmp", Driver: "bmp280", Bus: "emulated", Address: 0x77, Options: map[string]string{"oversampling": "16"}},
+		{Name: "bmp", Driver: "bmp280", Bus: "emulated", Address: 0x77, Options: map[string]string{"oversampling": "16", "mode": "forced"}},
 		{Name: "sht-heat", Driver: "sht3x", Bus: "emulated", Options: map[string]string{"heater": "on", "repeatability": "medium"}},
 		{Name: "sht-cool", Driver: "sht3x", Bus: "emulated", Address: 0x45},
 		{Name: "mcp", Driver: "mcp9808", Bus: "emulated", Options: map[string]string{"resolution": "0.5"}},

@@ -37,7 +37,7 @@ type scdDev struct {
 	buf [9]byte
 }
 
-func openSCD(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+func openSCD(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 	d, err := scd4x.NewI2C(b, addr)
 	if err != nil {
 		return nil, err

@@ -478,7 +478,8 @@ type sensor struct {
 
 	mu     sync.Mutex // serialises chip access: Run's loop vs ReadOnce
 	dev    device
-	opened bool // the chip was opened at least once
+	devIv  time.Duration // the interval dev was opened for
+	opened bool          // the chip was opened at least once
 	vals   []float64
 
 	abandoned atomic.Bool // Close gave up waiting for this loop
@@ -545,16 +546,24 @@ func (se *sensor) sample(ctx context.Context) (reading.Sample, []float64, error)
 	if err := ctx.Err(); err != nil {
 		return smp, nil, err
 	}
+	iv := se.currentInterval()
+	retune := false
+	if se.dev != nil && se.drv.byInterval && se.devIv != iv {
+		// The chip was programmed for another interval (a BME280's
+		// standby in normal mode): program it for this one.
+		_ = se.dev.close()
+		se.dev, retune = nil, true
+	}
 	if se.dev == nil {
-		dev, err := se.open()
+		dev, err := se.open(iv)
 		if err != nil {
 			if se.spec.Mux != nil {
 				se.set.muxFailed(se.spec.Bus, *se.spec.Mux)
 			}
 			return smp, nil, fmt.Errorf("init: %w", err)
 		}
-		se.dev = dev
-		if se.opened {
+		se.dev, se.devIv = dev, iv
+		if se.opened && !retune {
 			se.smu.Lock()
 			se.stats.Reinits++
 			se.smu.Unlock()
@@ -601,8 +610,8 @@ func (se *sensor) sample(ctx context.Context) (reading.Sample, []float64, error)
 	return smp, vals, nil
 }
 
-// open initialises the chip through its driver.
-func (se *sensor) open() (device, error) {
+// open initialises the chip through its driver, for sampling every iv.
+func (se *sensor) open(iv time.Duration) (device, error) {
 	if se.drv.oneWire {
 		return se.drv.openW1(se.set, se.spec)
 	}
@@ -616,7 +625,7 @@ func (se *sensor) open() (device, error) {
 			return nil, err
 		}
 	}
-	return se.drv.open(b, se.spec.Address, se.spec.Options)
+	return se.drv.open(b, se.spec.Address, se.spec.Options, iv)
 }
 
 // loop is one sensor's sampling loop.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -27,7 +28,7 @@ func init() {
 			"repeatability": choice("single-shot repeatability (high: 15.5 ms, lowest noise)", "high", "high", "medium", "low"),
 			"heater":        choice("internal heater; on biases readings by several °C (for drying a condensed sensor)", "off", "off", "on"),
 		},
-		open: func(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+		open: func(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 			d := drivers["sht3x"]
 			return openSHT(b, addr, sht.Opts{Model: sht.SHT3x, Repeatability: shtRep[d.opt(o, "repeatability")], Heater: d.opt(o, "heater") == "on"})
 		},
@@ -39,7 +40,7 @@ func init() {
 		options: map[string]option{
 			"precision": choice("measurement precision (high: 8.3 ms, lowest noise)", "high", "high", "medium", "low"),
 		},
-		open: func(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+		open: func(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 			return openSHT(b, addr, sht.Opts{Model: sht.SHT4x, Repeatability: shtRep[drivers["sht4x"].opt(o, "precision")]})
 		},
 		emulate: func(sp Spec) (emul.Chip, error) { return emulValues(emul.NewSHT4x(), sp) },

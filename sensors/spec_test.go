@@ -23,7 +23,9 @@ func TestSpecValidation(t *testing.T) {
 		{"empty property", func(s *Spec) { s.Properties = map[string]string{"humidity": ""} }, "properties.humidity"},
 		{"unknown option", func(s *Spec) { s.Options = map[string]string{"heater": "on"} }, "options.heater"},
 		{"bad oversampling", func(s *Spec) { s.Options = map[string]string{"oversampling": "3"} }, "options.oversampling"},
-		{"filter without standby", func(s *Spec) { s.Options = map[string]string{"filter": "4"} }, "options.filter"},
+		{"filter in forced mode", func(s *Spec) { s.Options = map[string]string{"filter": "4", "mode": "forced"} }, "options.filter"},
+		{"standby in forced mode", func(s *Spec) { s.Options = map[string]string{"standby": "1s", "mode": "forced"} }, "options.standby"},
+		{"bad mode", func(s *Spec) { s.Options = map[string]string{"mode": "continuous"} }, "options.mode"},
 		{"bad standby", func(s *Spec) { s.Options = map[string]string{"standby": "10"} }, "options.standby"},
 		{"sent but off", func(s *Spec) {
 			s.Options = map[string]string{"humidity_oversampling": "off"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
@@ -71,7 +72,7 @@ type mcpDev struct {
 	res byte
 }
 
-func openMCP(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+func openMCP(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 	c := i2c.Dev{Bus: b, Addr: addr}
 	// periph's driver does not check what answers; a wrong chip would be
 	// read as a thermometer.
@@ -115,7 +116,7 @@ type tmpDev struct {
 	rate tmp102.ConversionRate
 }
 
-func openTMP(b i2c.Bus, addr uint16, o map[string]string) (device, error) {
+func openTMP(b i2c.Bus, addr uint16, o map[string]string, _ time.Duration) (device, error) {
 	rate := tmpRates[drivers["tmp102"].opt(o, "rate")]
 	d, err := tmp102.NewI2C(b, addr, &tmp102.Opts{SampleRate: rate, AlertSetting: tmp102.ModeComparator})
 	if err != nil {
