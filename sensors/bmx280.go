@@ -245,6 +245,12 @@ func openBmx(b i2c.Bus, addr uint16, o map[string]string, iv time.Duration, isBM
 		}
 		x.want[3] = cfg
 	}
+	if normal {
+		// Until the first conversion ends the output registers hold their
+		// reset values (0x80000), which compensate to plausible-looking
+		// numbers (70 %RH, 820 hPa): wait for it, once per open.
+		time.Sleep(bmxConversion(opts))
+	}
 	return x, nil
 }
 

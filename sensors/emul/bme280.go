@@ -3,6 +3,7 @@ package emul
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // Bosch calibration words: T and P are the worked example of the BMP280
@@ -28,6 +29,10 @@ type BME280 struct {
 	// says ctrl_hum changes take effect only then.
 	hum    byte
 	raw    bool // raw ADC values given by SetRaw, not computed
+	// firstAt is when the first conversion after entering normal mode
+	// ends: until then the output registers keep what they held (their
+	// reset values after a power-on reset).
+	firstAt time.Time
 	adcT   int32
 	adcP   int32
 	adcH   int32
@@ -130,8 +135,8 @@ func (c *BME280) Tx(f Fault, w, r []byte) error {
 	}
 	if len(r) > 0 {
 		mode := c.regs[0xF4] & 3
-		if mode == 3 && c.ptr <= 0xFE && int(c.ptr)+len(r) > 0xF7 {
-			c.convert(f) // normal mode: a fresh conversion is always there
+		if mode == 3 && c.ptr <= 0xFE && int(c.ptr)+len(r) > 0xF7 && !time.Now().Before(c.firstAt) {
+			c.convert(f) // normal mode: a fresh conversion is always there once the first ended
 		}
 		for i := range r {
 			r[i] = c.regs[byte(int(c.ptr)+i)]
@@ -151,6 +156,9 @@ func (c *BME280) write(f Fault, reg, v byte) {
 			c.regs[0xF2] = v & 7
 		}
 	case 0xF4:
+		if v&3 == 3 && c.regs[0xF4]&3 != 3 {
+			c.firstAt = time.Now().Add(c.conversion(v))
+		}
 		c.regs[0xF4] = v
 		c.hum = c.regs[0xF2]
 		if v&3 == 1 || v&3 == 2 {
@@ -160,6 +168,25 @@ func (c *BME280) write(f Fault, reg, v byte) {
 	case 0xF5:
 		c.regs[0xF5] = v &^ 2
 	}
+}
+
+// conversion is the longest a conversion takes with ctrl_meas v and the
+// latched ctrl_hum (datasheet 9.1, t_measure,max).
+func (c *BME280) conversion(v byte) time.Duration {
+	os := func(bits byte) int {
+		if bits&7 == 0 {
+			return 0
+		}
+		return 1 << (min(bits&7, 5) - 1)
+	}
+	us := 1250 + 2300*os(v>>5)
+	if n := os(v >> 2); n > 0 {
+		us += 2300*n + 575
+	}
+	if n := os(c.regs[0xF2]); c.isBME && n > 0 {
+		us += 2300*n + 575
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 func (c *BME280) convert(f Fault) {
