@@ -1,12 +1,15 @@
 package health
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,48 +23,60 @@ const DefaultListen = "127.0.0.1:9102"
 // shutdownGrace bounds how long Serve waits for in-flight requests.
 const shutdownGrace = 2 * time.Second
 
-// Handler serves /healthz and /metrics.
-func (h *Health) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", h.serveHealthz)
-	mux.HandleFunc("GET /metrics", h.serveMetrics)
-	mux.HandleFunc("GET /status", h.serveStatus)
-	return mux
+// A response: status code, content type and body. Every answer closes
+// the connection (one request per connection: a scrape every few seconds
+// gains nothing from keep-alive, and the server stays small).
+type response struct {
+	code  int
+	ctype string
+	body  []byte
+	allow bool // 405: say which methods are allowed
+}
+
+const textPlain = "text/plain; charset=utf-8"
+
+// route answers one request for path.
+func (h *Health) route(method, path string) response {
+	var serve func() response
+	switch path {
+	case "/healthz":
+		serve = h.serveHealthz
+	case "/metrics":
+		serve = h.serveMetrics
+	case "/status":
+		if h.opts.Status != nil {
+			serve = h.serveStatus
+		}
+	}
+	switch {
+	case serve == nil:
+		return response{code: 404, ctype: textPlain, body: []byte("404 page not found\n")}
+	case method != "GET" && method != "HEAD":
+		return response{code: 405, ctype: textPlain, body: []byte("Method Not Allowed\n"), allow: true}
+	}
+	return serve()
 }
 
 // serveStatus answers `gatewayd status`: the daemon's state as JSON.
-func (h *Health) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if h.opts.Status == nil {
-		http.NotFound(w, r)
-		return
-	}
+func (h *Health) serveStatus() response {
 	b, err := json.MarshalIndent(h.opts.Status(), "", "  ")
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return response{code: 500, ctype: textPlain, body: []byte(err.Error() + "\n")}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(b, '\n'))
+	return response{code: 200, ctype: "application/json", body: append(b, '\n')}
 }
 
-func (h *Health) serveHealthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+func (h *Health) serveHealthz() response {
 	if err := h.Check(); err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, err)
-		return
+		return response{code: 503, ctype: textPlain, body: []byte(err.Error() + "\n")}
 	}
-	fmt.Fprintln(w, "ok")
+	return response{code: 200, ctype: textPlain, body: []byte("ok\n")}
 }
 
-func (h *Health) serveMetrics(w http.ResponseWriter, _ *http.Request) {
-	mw := h.Metrics()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if _, err := mw.WriteTo(w); err != nil {
-		h.log.Debug("writing /metrics", "err", err) // the scraper went away
-	}
+func (h *Health) serveMetrics() response {
+	var b bytes.Buffer
+	_, _ = h.Metrics().WriteTo(&b)
+	return response{code: 200, ctype: "text/plain; version=0.0.4; charset=utf-8", body: b.Bytes()}
 }
 
 // Metrics runs the collector and appends the health package's own
@@ -146,40 +161,147 @@ func (h *Health) ListenAndServe(ctx context.Context, addr string) error {
 	return h.Serve(ctx, ln)
 }
 
-// Serve serves Handler on ln until ctx ends, then shuts down within a
-// couple of seconds. It closes ln.
+// Serve serves /healthz, /metrics and /status on ln until ctx ends, then
+// gives requests in flight a couple of seconds. It closes ln.
+//
+// A small HTTP/1.x server of its own, not net/http's: three GET pages need
+// none of its machinery, and its server side was ~0.8 MB of a binary whose
+// pages are most of the daemon's memory. Bounds: the request head is read
+// within readHeaderTimeout and at most MaxHeaderBytes (431 beyond), the
+// answer written within writeTimeout, MaxConns connections at a time.
 func (h *Health) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           h.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    MaxHeaderBytes,
-	}
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, h.opts.MaxConns), refused: &h.refused}
+	ll := &limitListener{Listener: ln, sem: make(chan struct{}, h.opts.MaxConns), refused: &h.refused}
 	h.log.Info("health server listening", "addr", ln.Addr().String())
+	var (
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+		wg    sync.WaitGroup
+	)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		for {
+			c, err := ll.Accept()
+			if err != nil {
+				errc <- err
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() {
+				h.serveConn(c)
+				_ = c.Close()
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			})
+		}
+	}()
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("health serve: %w", err)
+		serveErr = fmt.Errorf("health serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-		<-errc
-		return fmt.Errorf("health shutdown: %w", err)
+	_ = ln.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		<-done
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("health serve: %w", err)
+	if serveErr == nil {
+		<-errc // the accept loop ended with the listener
 	}
-	return nil
+	return serveErr
 }
 
-// MaxHeaderBytes bounds a request's header block: /healthz and /metrics
-// need a few hundred bytes, and net/http's default is 1 MiB per connection.
+const (
+	readHeaderTimeout = 5 * time.Second
+	writeTimeout      = 10 * time.Second
+)
+
+// serveConn reads one request head and answers it.
+func (h *Health) serveConn(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+	br := bufio.NewReaderSize(c, 4096)
+	var method, target string
+	n := 0
+	for first := true; ; first = false {
+		line, err := br.ReadSlice('\n')
+		n += len(line)
+		if n > MaxHeaderBytes || errors.Is(err, bufio.ErrBufferFull) {
+			h.answer(c, "", response{code: 431, ctype: textPlain, body: []byte("431 Request Header Fields Too Large\n")})
+			linger(c)
+			return
+		}
+		if err != nil {
+			return // closed, timed out or cut short: nothing to answer
+		}
+		l := strings.TrimRight(string(line), "\r\n")
+		if first {
+			var proto string
+			var ok1, ok2 bool
+			method, l, ok1 = strings.Cut(l, " ")
+			target, proto, ok2 = strings.Cut(l, " ")
+			if !ok1 || !ok2 || !strings.HasPrefix(proto, "HTTP/1.") || !strings.HasPrefix(target, "/") {
+				h.answer(c, "", response{code: 400, ctype: textPlain, body: []byte("400 Bad Request\n")})
+				linger(c)
+				return
+			}
+			continue
+		}
+		if l == "" {
+			break
+		}
+	}
+	path, _, _ := strings.Cut(target, "?")
+	h.answer(c, method, h.route(method, path))
+}
+
+// answer writes r and leaves the connection to be closed.
+func (h *Health) answer(c net.Conn, method string, r response) {
+	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n",
+		r.code, statusText[r.code], r.ctype, len(r.body))
+	if r.allow {
+		b.WriteString("Allow: GET, HEAD\r\n")
+	}
+	b.WriteString("\r\n")
+	if method != "HEAD" {
+		b.Write(r.body)
+	}
+	if _, err := c.Write(b.Bytes()); err != nil {
+		h.log.Debug("writing a health answer", "err", err) // the scraper went away
+	}
+}
+
+// linger ends a connection whose request was not read to its end: closing
+// with unread data would reset it, and the client would see the reset
+// instead of the answer. The write side is closed and what the client
+// still sends is read and dropped, for at most half a second and 256 KiB.
+func linger(c net.Conn) {
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, c, 256<<10)
+}
+
+var statusText = map[int]string{
+	200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+	431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+}
+
+// MaxHeaderBytes bounds a request's head (request line and headers):
+// /healthz and /metrics need a few hundred bytes.
 const MaxHeaderBytes = 8 << 10
 
 // limitListener holds at most cap(sem) connections open; one more is closed
@@ -211,6 +333,14 @@ type limitConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+}
+
+// CloseWrite half-closes the connection (see linger).
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (c *limitConn) Close() error {

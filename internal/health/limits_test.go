@@ -33,6 +33,48 @@ func TestHealthMaxHeaderBytes(t *testing.T) {
 	}
 }
 
+// The server's own HTTP/1.x: what real clients send is answered, what is
+// not HTTP is refused with 400, HEAD has no body, headers as long as real
+// clients send (a 3 KiB line) are read.
+func TestHealthHTTPRequests(t *testing.T) {
+	h := New(Options{Logger: quiet()})
+	url := serve(t, h)
+	addr := strings.TrimPrefix(url, "http://")
+	raw := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		return string(b)
+	}
+	for _, tc := range []struct{ req, status, body string }{
+		{"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.1 200 OK\r\n", "\r\n\r\nok\n"},
+		{"GET /healthz?x=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: " + strings.Repeat("u", 3<<10) + "\r\n\r\n", "HTTP/1.1 200 OK\r\n", "\r\n\r\nok\n"},
+		{"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK\r\n", "Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"},
+		{"BOGUS\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n", ""},
+		{"GET http://x/healthz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n", ""},
+		{"DELETE /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 405 Method Not Allowed\r\n", "Allow: GET, HEAD\r\n"},
+	} {
+		got := raw(tc.req)
+		if !strings.HasPrefix(got, tc.status) || !strings.Contains(got, tc.body) {
+			t.Errorf("%.40q: got %q, want %q ... %q", tc.req, got, tc.status, tc.body)
+		}
+		if strings.HasPrefix(tc.req, "HEAD") && !strings.HasSuffix(got, "\r\n\r\n") {
+			t.Errorf("HEAD answered with a body: %q", got)
+		}
+	}
+}
+
 // MaxConns idle connections (a slow-loris) hold every slot: one more is
 // closed at once and counted, and a slot freed serves the next scrape.
 func TestHealthConnectionLimit(t *testing.T) {
