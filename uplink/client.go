@@ -383,8 +383,8 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 		return nil, nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	subs := map[string]byte{c.o.ControlTopic: 1}
-	for _, t := range c.p.subscriptions() {
-		subs[t] = 1
+	for t, q := range c.p.subscriptions() {
+		subs[t] = q
 	}
 	if err := c.waitToken(ctx, cl.SubscribeMultiple(subs, c.onMessage), c.o.ConnectTimeout); err != nil {
 		cl.Disconnect(0)

@@ -263,3 +263,32 @@ func TestQuietSendsTheRoundAtOnce(t *testing.T) {
 		t.Fatalf("emulator saw %d messages, want 2 (one per complete round): %+v", n, s.Messages())
 	}
 }
+
+// TestRepliesCostNoPuback: the Alink reply topics are subscribed at QoS 0,
+// so a reply costs the device no PUBACK (one write and paho's work for it
+// per message), while a property set from the cloud still comes at QoS 1
+// and is acknowledged.
+func TestRepliesCostNoPuback(t *testing.T) {
+	s := startSim(t, nil)
+	_, src, stop := connectedToSim(t, s, func(o *uplink.Options) { o.MaxDelay = 0 })
+	defer stop()
+	before := s.PubacksReceived()
+	var last []reading.Sample
+	for i := 0; i < 5; i++ {
+		last = src.Add(bme("air", time.Now(), float64(i)))
+		if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(last[0].ID) }) {
+			t.Fatalf("post %d not acknowledged", i)
+		}
+	}
+	if n := s.PubacksReceived() - before; n != 0 {
+		t.Errorf("%d PUBACKs for 5 replies; want none (replies at QoS 0)", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.SetProperty(ctx, pk, dn, map[string]any{"interval": 30}); err != nil {
+		t.Logf("property set: %v (its reply does not matter here)", err)
+	}
+	if !testutil.Eventually(5*time.Second, func() bool { return s.PubacksReceived()-before == 1 }) {
+		t.Errorf("%d PUBACKs after a property set; want 1 (sets stay at QoS 1)", s.PubacksReceived()-before)
+	}
+}

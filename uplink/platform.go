@@ -13,8 +13,8 @@ import (
 // platform makes no Source call: it only builds messages and classifies.
 type platform interface {
 	// subscriptions are the topics to subscribe to after connecting,
-	// besides the control topic.
-	subscriptions() []string
+	// besides the control topic, with their QoS.
+	subscriptions() map[string]byte
 	// pack turns values taken together (oldest first) into as few messages
 	// as the limits allow (MaxValuesPerMsg values, MaxMessageBytes bytes).
 	// Values that cannot fit even alone come back as refusals.
@@ -86,14 +86,20 @@ type alink struct {
 	newID func() string
 }
 
-func (a *alink) subscriptions() []string {
+// subscriptions: property sets at QoS 1 (the persistent session keeps
+// those sent while the device is offline); replies and NTP answers at QoS
+// 0. A reply is worth nothing after its connection: the messages it would
+// answer were released when the connection ended and are sent again, so a
+// reply the broker keeps for later is ignored anyway. At QoS 0 each reply
+// costs no PUBACK: one write (and paho's work for it) less per message.
+func (a *alink) subscriptions() map[string]byte {
 	pk, dn := a.o.ProductKey, a.o.DeviceName
-	subs := []string{sysTopic(pk, dn, topicPropertySet)}
+	subs := map[string]byte{sysTopic(pk, dn, topicPropertySet): 1}
 	for _, k := range []kind{kindPost, kindBatch, kindHistory} {
-		subs = append(subs, sysTopic(pk, dn, k.topicSuffix()+"_reply"))
+		subs[sysTopic(pk, dn, k.topicSuffix()+"_reply")] = 0
 	}
 	if a.o.OnServerTime != nil {
-		subs = append(subs, a.ntpTopic("response"))
+		subs[a.ntpTopic("response")] = 0
 	}
 	return subs
 }
@@ -189,7 +195,7 @@ type plainMQTT struct {
 	newID func() string
 }
 
-func (p *plainMQTT) subscriptions() []string { return nil }
+func (p *plainMQTT) subscriptions() map[string]byte { return nil }
 
 // pack groups values by their expanded topic (in order of first
 // appearance): one message per topic per round, a JSON object for a value

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -124,6 +125,8 @@ type Server struct {
 	work chan work
 	wg   sync.WaitGroup
 	done chan struct{}
+
+	pubacks atomic.Uint64 // PUBACKs received from devices
 
 	mu       sync.Mutex
 	devices  map[string]Device // by "dn&pk"
@@ -377,7 +380,12 @@ func (s *Server) Connected(productKey, deviceName string) bool {
 	return false
 }
 
-// Publish sends a downlink message to whoever subscribed to topic.
+// PubacksReceived counts the PUBACKs devices sent: one per QoS 1 message
+// delivered to a QoS 1 subscription (replies go at the subscription's QoS).
+func (s *Server) PubacksReceived() uint64 { return s.pubacks.Load() }
+
+// Publish sends a downlink message to whoever subscribed to topic, at QoS 1
+// or the subscription's QoS if lower.
 func (s *Server) Publish(topic string, payload []byte) error {
 	return s.mq.Publish(topic, payload, false, 1)
 }
@@ -451,7 +459,16 @@ type hook struct {
 func (h *hook) ID() string { return "iotsim" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnSessionEstablished}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnect, mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnSessionEstablished, mochi.OnPacketRead}, []byte{b})
+}
+
+// OnPacketRead counts the PUBACKs devices send (for the QoS 1 messages the
+// emulator publishes to them).
+func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback {
+		h.s.pubacks.Add(1)
+	}
+	return pk, nil
 }
 
 // OnSessionEstablished enforces one connection per device, as the platform
