@@ -351,15 +351,15 @@ func TestPropertySetInterval(t *testing.T) {
 		t.Fatalf("set_reply %+v, interval now %v", r, d)
 	}
 	for params, want := range map[string]string{
-		`{"colour":"red"}`:                                    "cannot be set",
-		`{"nosuch_interval":5}`:                               `no sensor "nosuch"`,
-		`{"soil_interval":0.5}`:                               "at least 1s",
-		`{"soil_interval":"fast"}`:                            "invalid duration",
-		`{"air_interval":20,"pump_interval":5}`:               `no sensor "pump"`,
-		`{"soil_interval":-3}`:                                "out of range",
-		`{"soil_interval":{"value":3}}`:                       "want seconds",
-		`{"soil_interval":1e309}`:                             "want seconds",
-		`{"soil_interval":` + fmt.Sprint(math.MaxInt64) + `}`: "out of range",
+		`{"colour":"red"}`:                                           "cannot be set",
+		`{"nosuch_interval":5}`:                                      `no sensor "nosuch"`,
+		`{"soil_interval":0.5}`:                                      "at least 1s",
+		`{"soil_interval":"fast"}`:                                   "invalid duration",
+		`{"air_interval":20,"pump_interval":5}`:                      `no sensor "pump"`,
+		`{"soil_interval":-3}`:                                       "out of range",
+		`{"soil_interval":{"value":3}}`:                              "want seconds",
+		`{"soil_interval":1e309}`:                                    "want seconds",
+		`{"soil_interval":` + fmt.Sprint(int64(math.MaxInt64)) + `}`: "out of range",
 	} {
 		var p map[string]any
 		if err := json.Unmarshal([]byte(params), &p); err != nil && !strings.Contains(params, "1e309") {

@@ -354,7 +354,7 @@ func (h *harness) faultDiskFull(s *section) error {
 	if err := unix.Statfs(mnt, &st); err != nil {
 		return fmt.Errorf("statfs: %w", err)
 	}
-	free := int64(st.Bavail) * st.Bsize
+	free := int64(st.Bavail) * int64(st.Bsize)
 	filler := filepath.Join(mnt, "filler")
 	// Leave 8 KiB: compact records fill it in seconds (32 KiB held 40 s
 	// of samples, longer than a small run's window).

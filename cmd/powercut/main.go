@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -643,7 +644,7 @@ func (h *harness) final() error {
 	if err := h.simUp(); err != nil {
 		return err
 	}
-	l := &Life{N: len(h.lives) + 1, Scenario: "final", Final: true, AccLo: h.accepted(), AccHi: 1 << 62}
+	l := &Life{N: len(h.lives) + 1, Scenario: "final", Final: true, AccLo: h.accepted(), AccHi: math.MaxInt}
 	h.lives = append(h.lives, l)
 	logf := filepath.Join(h.dir, fmt.Sprintf("gatewayd-%d.log", l.N))
 	l.Start = time.Now()
