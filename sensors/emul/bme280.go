@@ -27,21 +27,21 @@ type BME280 struct {
 	ptr   byte
 	// hum is ctrl_hum as latched by the last ctrl_meas write: the datasheet
 	// says ctrl_hum changes take effect only then.
-	hum    byte
-	raw    bool // raw ADC values given by SetRaw, not computed
+	hum byte
+	raw bool // raw ADC values given by SetRaw, not computed
 	// firstAt is when the first conversion after entering normal mode
 	// ends: until then the output registers keep what they held (their
 	// reset values after a power-on reset).
 	firstAt time.Time
-	adcT   int32
-	adcP   int32
-	adcH   int32
-	t1     int32
-	t2, t3 int32
-	p      [9]int64
-	h1, h3 int32
-	h2, h4 int32
-	h5, h6 int32
+	adcT    int32
+	adcP    int32
+	adcH    int32
+	t1      int32
+	t2, t3  int32
+	p       [9]int64
+	h1, h3  int32
+	h2, h4  int32
+	h5, h6  int32
 }
 
 // NewBME280 returns a BME280 in its power-on state measuring 21.5 °C,
