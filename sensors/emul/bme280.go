@@ -19,7 +19,10 @@ var (
 // BMP280 (0x58, no humidity) at register level: chip id, calibration, soft
 // reset, ctrl_hum/ctrl_meas/config, status, and the ADC output registers
 // holding raw values that the datasheet's compensation turns back into the
-// values set. A conversion completes as soon as it is started.
+// values set. A forced conversion completes as soon as it is started; after
+// entering normal mode the output registers keep their old (or reset)
+// values until the first conversion's datasheet time has passed, then hold
+// a fresh conversion at every read.
 type BME280 struct {
 	values
 	isBME bool
@@ -27,21 +30,21 @@ type BME280 struct {
 	ptr   byte
 	// hum is ctrl_hum as latched by the last ctrl_meas write: the datasheet
 	// says ctrl_hum changes take effect only then.
-	hum byte
-	raw bool // raw ADC values given by SetRaw, not computed
+	hum    byte
+	raw    bool // raw ADC values given by SetRaw, not computed
+	adcT   int32
+	adcP   int32
+	adcH   int32
+	t1     int32
+	t2, t3 int32
+	p      [9]int64
+	h1, h3 int32
+	h2, h4 int32
+	h5, h6 int32
 	// firstAt is when the first conversion after entering normal mode
 	// ends: until then the output registers keep what they held (their
 	// reset values after a power-on reset).
 	firstAt time.Time
-	adcT    int32
-	adcP    int32
-	adcH    int32
-	t1      int32
-	t2, t3  int32
-	p       [9]int64
-	h1, h3  int32
-	h2, h4  int32
-	h5, h6  int32
 }
 
 // NewBME280 returns a BME280 in its power-on state measuring 21.5 °C,
