@@ -2,6 +2,7 @@ package health
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,5 +181,48 @@ func TestMetricsCollectedOncePerPeriod(t *testing.T) {
 	// page do not pile up in the next.
 	if _, b, _ := get(t, url+"/metrics"); strings.Count(b, "\ngatewayd_pipeline_alive ") != 1 {
 		t.Errorf("cached page grew:\n%s", b)
+	}
+}
+
+// flakyListener fails its first n Accepts, as a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	n atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.n.Add(-1) >= 0 {
+		return nil, fmt.Errorf("accept tcp: %w", syscall.EMFILE)
+	}
+	return l.Listener.Accept()
+}
+
+// A failing Accept (EMFILE) is retried with a growing pause, as net/http's
+// server does, instead of ending the health endpoint for good.
+func TestHealthAcceptRetries(t *testing.T) {
+	h := New(Options{Logger: quiet()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.n.Store(3)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, fl) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve() = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after cancel")
+		}
+	}()
+	if code, body, _ := get(t, "http://"+ln.Addr().String()+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("after 3 failed accepts: %d %q", code, body)
 	}
 }
