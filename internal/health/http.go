@@ -277,6 +277,9 @@ func (h *Health) serveConn(c net.Conn) {
 	}
 	path, _, _ := strings.Cut(target, "?")
 	h.answer(c, method, h.route(method, path))
+	if method != "GET" && method != "HEAD" {
+		linger(c) // a body may follow, unread: no reset before the 405 is read
+	}
 }
 
 // answer writes r and leaves the connection to be closed.

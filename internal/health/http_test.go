@@ -89,7 +89,7 @@ func TestHealthz(t *testing.T) {
 	if code, _, _ := get(t, url+"/nope"); code != 404 {
 		t.Errorf("unknown path: %d, want 404", code)
 	}
-	resp, err := http.Post(url+"/healthz", "text/plain", nil)
+	resp, err := http.Post(url+"/healthz", "text/plain", strings.NewReader(strings.Repeat("body ", 100<<10)))
 	if err != nil {
 		t.Fatal(err)
 	}
