@@ -264,31 +264,49 @@ func TestQuietSendsTheRoundAtOnce(t *testing.T) {
 	}
 }
 
-// TestRepliesCostNoPuback: the Alink reply topics are subscribed at QoS 0,
-// so a reply costs the device no PUBACK (one write and paho's work for it
-// per message), while a property set from the cloud still comes at QoS 1
-// and is acknowledged.
+// TestRepliesCostNoPuback: on the Alibaba platform posts go at QoS 0 by
+// default (the platform's reply acknowledges them: no PUBACK to wait for)
+// and the reply topics are subscribed at QoS 0 (no PUBACK to send), so a
+// post and its reply are two packets, not four; a property set from the
+// cloud still comes at QoS 1 and is acknowledged. PostQoS 1 brings the
+// broker's PUBACK back.
 func TestRepliesCostNoPuback(t *testing.T) {
-	s := startSim(t, nil)
-	_, src, stop := connectedToSim(t, s, func(o *uplink.Options) { o.MaxDelay = 0 })
-	defer stop()
-	before := s.PubacksReceived()
-	var last []reading.Sample
-	for i := 0; i < 5; i++ {
-		last = src.Add(bme("air", time.Now(), float64(i)))
-		if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(last[0].ID) }) {
-			t.Fatalf("post %d not acknowledged", i)
+	for _, qos := range []int{0, 1} {
+		s := startSim(t, nil)
+		_, src, stop := connectedToSim(t, s, func(o *uplink.Options) { o.MaxDelay, o.PostQoS = 0, qos })
+		before := s.PubacksReceived()
+		var last []reading.Sample
+		for i := 0; i < 5; i++ {
+			last = src.Add(bme("air", time.Now(), float64(i)))
+			if !testutil.Eventually(5*time.Second, func() bool { return !src.Has(last[0].ID) }) {
+				t.Fatalf("qos %d: post %d not acknowledged", qos, i)
+			}
 		}
-	}
-	if n := s.PubacksReceived() - before; n != 0 {
-		t.Errorf("%d PUBACKs for 5 replies; want none (replies at QoS 0)", n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := s.SetProperty(ctx, pk, dn, map[string]any{"interval": 30}); err != nil {
-		t.Logf("property set: %v (its reply does not matter here)", err)
-	}
-	if !testutil.Eventually(5*time.Second, func() bool { return s.PubacksReceived()-before == 1 }) {
-		t.Errorf("%d PUBACKs after a property set; want 1 (sets stay at QoS 1)", s.PubacksReceived()-before)
+		posts := 0
+		for _, m := range s.Messages() {
+			if m.Kind == "post" {
+				posts++
+				if int(m.QoS) != qos {
+					t.Errorf("a post at QoS %d, want %d", m.QoS, qos)
+				}
+			}
+		}
+		if posts < 5 {
+			t.Errorf("qos %d: %d posts at iotsim, want 5", qos, posts)
+		}
+		if n := s.PubacksReceived() - before; n != 0 {
+			t.Errorf("qos %d: %d PUBACKs for 5 replies; want none (replies at QoS 0)", qos, n)
+		}
+		if qos == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if _, err := s.SetProperty(ctx, pk, dn, map[string]any{"interval": 30}); err != nil {
+				t.Logf("property set: %v (its reply does not matter here)", err)
+			}
+			cancel()
+			if !testutil.Eventually(5*time.Second, func() bool { return s.PubacksReceived()-before == 1 }) {
+				t.Errorf("%d PUBACKs after a property set; want 1 (sets stay at QoS 1)", s.PubacksReceived()-before)
+			}
+		}
+		stop()
 	}
 }

@@ -35,8 +35,10 @@
 // message as the reason). Everything else (429, 500, unknown codes,
 // timeouts, a lost connection) releases the samples to be sent again after
 // a backoff pause, once no other message carries them; a 429 also halves
-// the sending rate, which then creeps back up on success. On a plain broker
-// the PUBACK of a QoS 1 publish is the acknowledgement.
+// the sending rate, which then creeps back up on success. Posts go at QoS 0
+// by default (Options.PostQoS): the reply is the acknowledgement, a PUBACK
+// would be one more packet and wake-up per message. On a plain broker the
+// PUBACK of a QoS 1 publish is the acknowledgement.
 //
 // MaxMessagesPerSecond is at most N messages in any sliding window (1 s
 // plus a 100 ms guard for delays on the way), evenly paced (no two closer

@@ -156,6 +156,14 @@ type Options struct {
 	// "" = "/{pk}/{dn}/control" on aliyun, "gatewayd/{device}/control" on mqtt.
 	ControlTopic string
 
+	// PostQoS is the QoS of the Alibaba platform's data messages: 0 (the
+	// default; the platform's reply acknowledges them, and a PUBACK would
+	// be one more packet, and over a real network one more wake-up of the
+	// board, per message) or 1 (the broker's PUBACK as well, then the
+	// reply). The plain-MQTT platform always publishes at QoS 1: there the
+	// PUBACK is the acknowledgement.
+	PostQoS int
+
 	// Tuning; tests shorten these.
 	MaxInflight     int           // messages awaiting a reply/PUBACK; 0 = 16
 	ReplyTimeout    time.Duration // 0 = 15s; then the readings are released
@@ -244,6 +252,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.MaxInflight < 1 {
 		bad("max_inflight", "must be at least 1, not %d", c.MaxInflight)
+	}
+	if c.PostQoS != 0 && c.PostQoS != 1 {
+		bad("qos", "must be 0 or 1 (the platform has no QoS 2), not %d", c.PostQoS)
 	}
 	if c.MaxValuesPerMsg < 1 || c.MaxValuesPerMsg > 200 {
 		bad("max_values_per_message", "must be 1..200 (the platform refuses more than 200 properties, error 6106), not %d", c.MaxValuesPerMsg)

@@ -24,6 +24,8 @@ type platform interface {
 	// ackedByPuback reports whether the PUBACK acknowledges a message
 	// (plain broker) instead of a reply on a reply topic (Alink).
 	ackedByPuback() bool
+	// qos is the QoS data messages are published at.
+	qos() byte
 	// sort tells what an inbound message's topic is.
 	sort(topic string) inbound
 	// classify says what a reply code means for the message's values.
@@ -147,6 +149,7 @@ func (a *alink) encode(k kind, its []item) *outMsg {
 }
 
 func (a *alink) ackedByPuback() bool { return false }
+func (a *alink) qos() byte           { return byte(a.o.PostQoS) }
 
 func (a *alink) sort(topic string) inbound {
 	pk, dn := a.o.ProductKey, a.o.DeviceName
@@ -228,6 +231,7 @@ func (p *plainMQTT) encode(_ kind, its []item) *outMsg {
 }
 
 func (p *plainMQTT) ackedByPuback() bool             { return true }
+func (p *plainMQTT) qos() byte                       { return 1 }
 func (p *plainMQTT) sort(string) inbound             { return inUnknown }
 func (p *plainMQTT) classify(int) action             { return actRetry }
 func (p *plainMQTT) ntpRequestTopic() (string, bool) { return "", false }

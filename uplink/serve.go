@@ -343,7 +343,7 @@ func (c *Client) fill(ctx context.Context, cl mqtt.Client, st *sendState, now ti
 func (c *Client) publish(ctx context.Context, cl mqtt.Client, st *sendState, m *outMsg, now time.Time, wg *sync.WaitGroup, pubDone chan pubResult) {
 	m.deadline = now.Add(c.o.ReplyTimeout)
 	st.pending[m.key] = m
-	tok := cl.Publish(m.topic, 1, false, m.payload)
+	tok := cl.Publish(m.topic, c.p.qos(), false, m.payload)
 	samples := countSamples(m.items)
 	c.stats.update(func(s *Stats) {
 		s.Sent++

@@ -376,8 +376,8 @@ func (c *Config) validate() Errors {
 		if u.SignMethod == "" {
 			u.SignMethod = uplink.SignHMACSHA256
 		}
-		if u.QoS != nil && *u.QoS != 1 {
-			add(c.Errorf("uplink.qos", "must be 1 on the Alibaba platform: it has no QoS 2, and QoS 0 gives no acknowledgement to delete a reading on"))
+		if u.QoS != nil && *u.QoS != 0 && *u.QoS != 1 {
+			add(c.Errorf("uplink.qos", "must be 0 (the default: the platform's reply acknowledges a post) or 1 (the broker's PUBACK too); the platform has no QoS 2"))
 		}
 		if u.Retain {
 			add(c.Errorf("uplink.retain", "the Alibaba platform refuses retained messages; remove it"))

@@ -319,6 +319,28 @@ max_delay = "2500ms"`, 1)
 	}
 }
 
+// uplink.qos on the Alibaba platform is the posts' QoS: 0 by default (the
+// reply acknowledges), 1 on request; the plain-MQTT platform needs 1.
+func TestPostQoS(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int
+	}{{"", 0}, {"qos = 0", 0}, {"qos = 1", 1}} {
+		src := strings.Replace(good, `endpoint = "127.0.0.1:8883"`, "endpoint = \"127.0.0.1:8883\"\n"+tc.line, 1)
+		c, err := Parse("x.toml", []byte(src))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := c.UplinkOptions("s").PostQoS; got != tc.want {
+			t.Errorf("%q: PostQoS %d, want %d", tc.line, got, tc.want)
+		}
+	}
+	src := strings.Replace(good, `endpoint = "127.0.0.1:8883"`, "platform = \"mqtt\"\nendpoint = \"127.0.0.1:8883\"\nqos = 0", 1)
+	if _, err := Parse("x.toml", []byte(src)); err == nil || !strings.Contains(err.Error(), "uplink.qos") {
+		t.Errorf("qos 0 on mqtt: %v, want an error on uplink.qos", err)
+	}
+}
+
 // A second emulated bus ("emulated:<name>", as the sensor layer allows)
 // takes emulated values too.
 func TestEmulateOnNamedEmulatedBus(t *testing.T) {

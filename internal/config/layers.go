@@ -41,6 +41,9 @@ func (c *Config) UplinkOptions(secret string) uplink.Options {
 	if o.MaxDelay == 0 {
 		o.MaxDelay = uplink.NoDelay // "0s" in the file: send every sample at once
 	}
+	if u.QoS != nil && u.Platform != uplink.PlatformMQTT {
+		o.PostQoS = *u.QoS
+	}
 	if u.Platform == uplink.PlatformMQTT {
 		scheme := "tcp://"
 		if u.UseTLS() {

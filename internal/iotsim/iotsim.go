@@ -103,6 +103,7 @@ type Message struct {
 	Code       int // reply code; -1: dropped without a reply
 	Message    string
 	Received   time.Time
+	QoS        byte // the PUBLISH's QoS
 }
 
 // Connect records one CONNECT attempt.
@@ -150,6 +151,7 @@ type work struct {
 	topic   string
 	payload []byte
 	at      time.Time
+	qos     byte
 	over    bool // beyond RateWindow when it arrived
 }
 
@@ -585,7 +587,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	w := work{user: string(cl.Properties.Username), topic: pk.TopicName, payload: append([]byte(nil), pk.Payload...), at: time.Now()}
+	w := work{user: string(cl.Properties.Username), topic: pk.TopicName, payload: append([]byte(nil), pk.Payload...), at: time.Now(), qos: pk.FixedHeader.Qos}
 	h.s.mu.Lock()
 	h.s.stats.Publishes++
 	if h.s.o.RateWindow > 0 {
@@ -660,7 +662,7 @@ func (s *Server) handleNTP(dev Device, w work) {
 }
 
 func (s *Server) handlePost(dev Device, w work, kind string) {
-	msg := Message{DeviceName: dev.DeviceName, Topic: w.topic, Kind: kind, Bytes: len(w.payload), Received: w.at}
+	msg := Message{DeviceName: dev.DeviceName, Topic: w.topic, Kind: kind, Bytes: len(w.payload), Received: w.at, QoS: w.qos}
 	if len(w.payload) > s.o.MaxPacketBytes {
 		msg.Code = -1
 		msg.Message = fmt.Sprintf("dropped: %d bytes is over the %d byte limit", len(w.payload), s.o.MaxPacketBytes)
