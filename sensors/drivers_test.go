@@ -130,12 +130,13 @@ func TestConversionTimes(t *testing.T) {
 		{Name: "co2", Driver: "scd4x", Bus: "emulated", Emulate: map[string]float64{}},
 		{Name: "slow", Driver: "scd4x", Bus: "emulated:2", Options: map[string]string{"mode": "low-power"}, Emulate: map[string]float64{}},
 		{Name: "air", Driver: "bme280", Bus: "emulated", Emulate: map[string]float64{}},
+		{Name: "fine", Driver: "bmp280", Bus: "emulated", Address: 0x77, Options: map[string]string{"oversampling": "16"}, Emulate: map[string]float64{}},
 	}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	for name, want := range map[string]time.Duration{"co2": 5 * time.Second, "slow": 30 * time.Second, "air": 113 * time.Millisecond} {
+	for name, want := range map[string]time.Duration{"co2": 5 * time.Second, "slow": 30 * time.Second, "air": 30 * time.Millisecond, "fine": 75425 * time.Microsecond} {
 		if got, ok := s.MinInterval(name); !ok || got != want {
 			t.Errorf("MinInterval(%s) = %v, %v; want %v", name, got, ok, want)
 		}

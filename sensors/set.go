@@ -327,11 +327,10 @@ func (s *Set) MinInterval(name string) (time.Duration, bool) {
 	if conv == nil {
 		return 0, true
 	}
-	opts := map[string]string{}
-	for k := range se.drv.options {
-		opts[k] = se.drv.opt(se.spec.Options, k)
-	}
-	return conv(opts), true
+	// The options as the driver gets them: each conversion function
+	// applies the defaults itself, as the driver does (a bme280's
+	// "oversampling" stands for the three unset per-measurement keys).
+	return conv(se.spec.Options), true
 }
 
 // Interval reports a sensor's sampling interval.

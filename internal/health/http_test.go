@@ -22,10 +22,17 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 // serve starts the real server on a loopback port and returns its URL.
 func serve(t *testing.T, h *Health) string {
 	t.Helper()
+	return serveWrapped(t, h, func(ln net.Listener) net.Listener { return ln })
+}
+
+// serveWrapped is serve with the listener wrapped (faults of its own).
+func serveWrapped(t *testing.T, h *Health, wrap func(net.Listener) net.Listener) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = wrap(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Serve(ctx, ln) }()

@@ -2,7 +2,6 @@ package health
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -202,27 +201,12 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // server does, instead of ending the health endpoint for good.
 func TestHealthAcceptRetries(t *testing.T) {
 	h := New(Options{Logger: quiet()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &flakyListener{Listener: ln}
-	fl.n.Store(3)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, fl) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve() = %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
-	}()
-	if code, body, _ := get(t, "http://"+ln.Addr().String()+"/healthz"); code != 200 || body != "ok\n" {
+	url := serveWrapped(t, h, func(ln net.Listener) net.Listener {
+		fl := &flakyListener{Listener: ln}
+		fl.n.Store(3)
+		return fl
+	})
+	if code, body, _ := get(t, url+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("after 3 failed accepts: %d %q", code, body)
 	}
 }
