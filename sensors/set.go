@@ -631,7 +631,8 @@ func (se *sensor) open(iv time.Duration) (device, error) {
 func (se *sensor) loop(ctx context.Context, sink reading.Sink) {
 	fails := 0
 	failing := false
-	timer := time.NewTimer(0)
+	// A Wake, not a time.Timer: see tick.Wake.
+	timer := tick.NewWake(0)
 	defer timer.Stop()
 	var start time.Time
 	for {

@@ -98,7 +98,9 @@ func (c *Client) serve(ctx context.Context, cl mqtt.Client, lost chan error) (er
 		}
 	}()
 	notify := c.src.Notify()
-	timer := time.NewTimer(time.Hour)
+	// A Wake, not a time.Timer: while idle it is pending between every
+	// two rounds, and a runtime timer would wake sysmon too (tick.Wake).
+	timer := tick.NewWake(time.Hour)
 	defer timer.Stop()
 	for {
 		c.beat()

@@ -42,15 +42,18 @@ func Since(now time.Time, iv time.Duration) time.Duration {
 // period on the clock. Unlike time.Ticker it re-aligns after every tick,
 // so a step of the wall clock or a late tick does not shift it off the grid
 // that the daemon's other timers use.
+//
+// It runs on a Wake, so on Linux its ticks come through the timerfd and
+// cost the runtime's monitor thread no wake-up.
 type Timer struct {
 	C  <-chan time.Time
-	t  *time.Timer
+	t  *Wake
 	iv time.Duration
 }
 
 // New starts a Timer with period iv (> 0).
 func New(iv time.Duration) *Timer {
-	t := time.NewTimer(Until(time.Now(), iv))
+	t := NewWake(Until(time.Now(), iv))
 	return &Timer{C: t.C, t: t, iv: iv}
 }
 

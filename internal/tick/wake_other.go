@@ -1,0 +1,5 @@
+//go:build !linux
+
+package tick
+
+func newSource() source { return newTimerSource() }
