@@ -2,6 +2,8 @@ package uplink
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -123,5 +125,86 @@ func TestRefsWholeOrPerValue(t *testing.T) {
 	want := []reading.Ref{{ID: 1}, {ID: 2, Measurement: "temperature"}}
 	if len(refs) != len(want) || refs[0] != want[0] || refs[1] != want[1] {
 		t.Fatalf("refs %v, want %v", refs, want)
+	}
+}
+
+// prepare sends a sample's sendable values and refuses the others, one by
+// one (a NaN or an empty property name costs only that value), and leaves
+// the caller's samples as they were.
+func TestPrepareRefusesOnlyUnsendableValues(t *testing.T) {
+	c := testClient(t, nil)
+	ss := threeBME280s(t0)
+	ss[1].Values[0].Value = math.NaN()
+	ss[2].Values[2].Property = ""
+	before := fmt.Sprint(ss)
+	p := c.prepare(ss)
+	if fmt.Sprint(ss) != before {
+		t.Fatalf("prepare changed its input:\n%s\nwas\n%s", fmt.Sprint(ss), before)
+	}
+	if len(p.send) != 3 || len(p.send[0].Values) != 3 || len(p.send[1].Values) != 2 || len(p.send[2].Values) != 2 {
+		t.Fatalf("sent %v, want 3 samples of 3, 2 and 2 values", p.send)
+	}
+	if p.taken[0] != 3 || p.taken[1] != 3 || p.taken[2] != 3 {
+		t.Fatalf("taken %v, want 3 3 3", p.taken)
+	}
+	if p.send[1].Values[0].Measurement != ss[1].Values[1].Measurement || p.send[2].Values[1].Measurement != ss[2].Values[1].Measurement {
+		t.Fatalf("the wrong values were kept: %v", p.send)
+	}
+	var refused []string
+	for _, r := range p.refused {
+		for _, it := range r.its {
+			refused = append(refused, it.sensor+"/"+it.v.Measurement)
+		}
+	}
+	if want := []string{ss[1].Sensor + "/" + ss[1].Values[0].Measurement, ss[2].Sensor + "/" + ss[2].Values[2].Measurement}; fmt.Sprint(refused) != fmt.Sprint(want) {
+		t.Fatalf("refused %v, want %v", refused, want)
+	}
+}
+
+// pack splits a round into a history post and a live one by age, and
+// sends a round that is all live or all old whole.
+func TestPackSplitsByAge(t *testing.T) {
+	c := testClient(t, nil)
+	now := t0.Add(time.Second)
+	old := now.Add(-c.o.HistoryAge - time.Hour)
+	kinds := func(msgs []*outMsg) (s []string) {
+		for _, m := range msgs {
+			s = append(s, fmt.Sprintf("%v:%d", m.kind, len(m.items)))
+		}
+		return s
+	}
+	live := itemsOf(threeBME280s(t0))
+	hist := itemsOf(threeBME280s(old))
+	for _, c2 := range []struct {
+		name string
+		its  []item
+		want string
+	}{
+		{"live", live, fmt.Sprint([]string{fmt.Sprintf("%v:9", kindBatch)})},
+		{"old", hist, fmt.Sprint([]string{fmt.Sprintf("%v:9", kindHistory)})},
+		{"both", append(append([]item{}, hist[:3]...), live...), fmt.Sprint([]string{fmt.Sprintf("%v:3", kindHistory), fmt.Sprintf("%v:9", kindBatch)})},
+	} {
+		msgs, bad := c.p.pack(c2.its, true, now)
+		if got := fmt.Sprint(kinds(msgs)); got != c2.want || len(bad) != 0 {
+			t.Errorf("%s: %s (%d refused), want %s", c2.name, got, len(bad), c2.want)
+		}
+	}
+}
+
+// BenchmarkRoundPack is what the send loop does with one live round of
+// three BME280s before it publishes: prepare, flatten, pack and encode.
+// Its B/op is most of what a round allocates in the uplink (every byte
+// allocated brings the next GC nearer).
+func BenchmarkRoundPack(b *testing.B) {
+	c := testClient(b, nil)
+	now := t0.Add(time.Second)
+	ss := threeBME280s(t0)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		p := c.prepare(ss)
+		msgs, bad := c.p.pack(itemsOf(p.send), true, now)
+		if len(msgs) != 1 || len(bad) != 0 {
+			b.Fatalf("%d messages, %d refused", len(msgs), len(bad))
+		}
 	}
 }

@@ -115,12 +115,24 @@ func (a *alink) ntpTopic(dir string) string {
 // property once -> property post; everything else (several sensors sharing
 // property names, several rounds, a backlog) -> batch post.
 func (a *alink) pack(its []item, live bool, now time.Time) ([]*outMsg, []refusal) {
-	var hist, rest []item
+	old := 0
 	for _, it := range its {
 		if now.Sub(it.time) > a.o.HistoryAge {
-			hist = append(hist, it)
-		} else {
-			rest = append(rest, it)
+			old++
+		}
+	}
+	hist, rest := []item(nil), its // the usual case, all live or all old, copies nothing
+	switch {
+	case old == len(its):
+		hist, rest = its, nil
+	case old > 0:
+		hist, rest = make([]item, 0, old), make([]item, 0, len(its)-old)
+		for _, it := range its {
+			if now.Sub(it.time) > a.o.HistoryAge {
+				hist = append(hist, it)
+			} else {
+				rest = append(rest, it)
+			}
 		}
 	}
 	out, bad := a.fit(kindHistory, hist)

@@ -768,7 +768,7 @@ type prepared struct {
 // prepare applies FixTime and checks every value. It calls nothing on the
 // Source.
 func (c *Client) prepare(ss []reading.Sample) prepared {
-	var p prepared
+	p := prepared{send: make([]reading.Sample, 0, len(ss)), taken: make([]int, 0, len(ss))}
 	for i := range ss {
 		s := ss[i]
 		if len(s.Values) == 0 {
@@ -786,13 +786,16 @@ func (c *Client) prepare(ss []reading.Sample) prepared {
 			}
 		}
 		var bad []item
-		ok := s.Values[:0:0]
-		for _, v := range s.Values {
-			if !finite(v.Value) || v.Property == "" {
-				bad = append(bad, item{id: s.ID, sensor: s.Sensor, time: s.Time, synced: s.Synced, v: v})
-				continue
+		ok := s.Values
+		if !allSendable(s.Values) { // the usual case copies nothing
+			ok = s.Values[:0:0]
+			for _, v := range s.Values {
+				if !sendable(v) {
+					bad = append(bad, item{id: s.ID, sensor: s.Sensor, time: s.Time, synced: s.Synced, v: v})
+					continue
+				}
+				ok = append(ok, v)
 			}
-			ok = append(ok, v)
 		}
 		if len(bad) > 0 {
 			p.refused = append(p.refused, refusal{its: bad, reason: "value is not a finite number or the property name is empty"})
@@ -805,6 +808,17 @@ func (c *Client) prepare(ss []reading.Sample) prepared {
 		p.send = append(p.send, s)
 	}
 	return p
+}
+
+func sendable(v reading.Value) bool { return finite(v.Value) && v.Property != "" }
+
+func allSendable(vs []reading.Value) bool {
+	for _, v := range vs {
+		if !sendable(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // maybeNTP asks the platform for its time: at connect, again every 30s
