@@ -6,25 +6,16 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
+	"gatewayd/internal/testutil"
 	"gatewayd/sensors/w1"
 )
 
-// cpuTime is the process's CPU time from CLOCK_PROCESS_CPUTIME_ID, which
-// the scheduler accounts in nanoseconds (getrusage counts in ticks, too
-// coarse for a few hundred samples).
-func cpuTime(b *testing.B) time.Duration {
-	const clockProcessCPUTimeID = 2
-	var ts syscall.Timespec
-	if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockProcessCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
-		b.Fatal(e)
-	}
-	return time.Duration(ts.Nano())
-}
+// cpuTime is the process's CPU time (testutil.CPUTime: nanoseconds;
+// getrusage counts in ticks, too coarse for a few hundred samples).
+func cpuTime(b *testing.B) time.Duration { return testutil.CPUTime(b) }
 
 // BenchmarkRead is the cost of one sample — driver, emulated chip,
 // plausibility, readings built and stamped — per driver. ns/op is wall time

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gatewayd/internal/testutil"
 )
 
 // clocks are the sources under test: the process's own (the timerfd on
@@ -197,4 +199,35 @@ func TestWakeWaitAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%s: %v allocations per arm and wait, want 0", src.kind(), allocs)
 	}
+}
+
+// BenchmarkIdleWake is what one wake-up of an otherwise idle process
+// costs in CPU (all threads, cpu-ns/op), with GOMAXPROCS=1 as the daemon
+// runs: a runtime timer, which also wakes the runtime's monitor thread,
+// against a Wake. Compare the two within one run:
+//
+//	go test ./internal/tick -run '^$' -bench IdleWake -benchtime 100x
+func BenchmarkIdleWake(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const period = 20 * time.Millisecond
+	run := func(b *testing.B, c <-chan time.Time, reset func()) {
+		<-c // settle: the first wake-up after the benchmark's own work
+		reset()
+		cpu0 := testutil.CPUTime(b)
+		for i := 0; i < b.N; i++ {
+			<-c
+			reset()
+		}
+		b.ReportMetric(float64(testutil.CPUTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	}
+	b.Run("time.Timer", func(b *testing.B) {
+		t := time.NewTimer(period)
+		defer t.Stop()
+		run(b, t.C, func() { t.Reset(period) })
+	})
+	b.Run("tick.Wake", func(b *testing.B) {
+		w := NewWake(period)
+		defer w.Stop()
+		run(b, w.C, func() { w.Reset(period) })
+	})
 }
