@@ -16,6 +16,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"gatewayd/internal/rawio"
 	"gatewayd/internal/reading"
 )
 
@@ -320,7 +321,7 @@ func (c *Client) connect(ctx context.Context) (mqtt.Client, chan error, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
-		raw = rawIO(raw) // reads and writes without waking the runtime's monitor thread
+		raw = rawio.Wrap(raw) // reads and writes without waking the runtime's monitor thread
 		if !useTLS {
 			c.warnPlaintext()
 			return c.guard(raw), nil

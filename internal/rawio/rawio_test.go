@@ -1,4 +1,4 @@
-package uplink
+package rawio
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// rawConn behaves as the net.Conn it wraps: a write larger than the socket
+// conn behaves as the net.Conn it wraps: a write larger than the socket
 // buffers (EAGAIN, the netpoller waits) arrives whole and in order, the
 // peer's close is io.EOF, a read deadline is a net.Error with Timeout, and a
 // closed connection reports net.ErrClosed (paho tells its own close by it).
@@ -33,9 +33,9 @@ func TestRawConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := rawIO(d)
-	if _, ok := c.(*rawConn); !ok {
-		t.Fatalf("rawIO returned %T", c)
+	c := Wrap(d)
+	if _, ok := c.(*conn); !ok {
+		t.Fatalf("Wrap returned %T", c)
 	}
 	peer := <-peerc
 	if peer == nil {
@@ -71,7 +71,7 @@ func TestRawConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, big) {
-		t.Fatal("the bytes written through rawConn differ from what arrived")
+		t.Fatal("the bytes written through Wrap differ from what arrived")
 	}
 
 	// The other way, in small reads.

@@ -1,4 +1,7 @@
-package uplink
+// Package rawio gives a TCP connection reads and writes that do not wake
+// the Go runtime's monitor thread: the uplink's connection and the proof
+// harness's reference client use it.
+package rawio
 
 import (
 	"io"
@@ -8,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// rawConn is the dialed TCP connection with its reads and writes made as
+// conn is a dialed TCP connection with its reads and writes made as
 // raw system calls (syscall.RawSyscall) inside syscall.RawConn's Read and
 // Write: the runtime's netpoller still does all the waiting (deadlines
 // included), but a read or write that can proceed no longer passes through
@@ -23,14 +26,14 @@ import (
 // thread, 26 wake-ups of that thread per 5 s round). The socket is
 // non-blocking (Go sets O_NONBLOCK), so the raw calls return at once: data,
 // EAGAIN (then the netpoller waits, as net.Conn would), or an error.
-type rawConn struct {
+type conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
 }
 
-// rawIO wraps c when it is a TCP connection; anything else is returned as
-// it is.
-func rawIO(c net.Conn) net.Conn {
+// Wrap returns c with raw reads and writes when it is a TCP connection;
+// anything else is returned as it is.
+func Wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
@@ -39,10 +42,10 @@ func rawIO(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &rawConn{TCPConn: tc, rc: rc}
+	return &conn{TCPConn: tc, rc: rc}
 }
 
-func (c *rawConn) Read(p []byte) (int, error) {
+func (c *conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -72,7 +75,7 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *rawConn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (int, error) {
 	n := 0
 	var errno syscall.Errno
 	err := c.rc.Write(func(fd uintptr) bool {
@@ -97,6 +100,6 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *rawConn) opError(op string, errno syscall.Errno) error {
+func (c *conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
