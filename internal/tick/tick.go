@@ -51,11 +51,21 @@ type Timer struct {
 	iv time.Duration
 }
 
-// New starts a Timer with period iv (> 0).
+// New starts a Timer with period iv (> 0). Its ticks may come up to
+// Slack(iv) late: a Timer is for housekeeping (commits, heartbeats), and
+// the slack lets its tick share the sampling round's wake-up when the two
+// are a few hundred µs apart, as they are when computed from clock readings
+// taken at different moments (see Wake.SetSlack).
 func New(iv time.Duration) *Timer {
-	t := NewWake(Until(time.Now(), iv))
+	t := NewWake(time.Hour)
+	t.SetSlack(Slack(iv))
+	t.Reset(Until(time.Now(), iv))
 	return &Timer{C: t.C, t: t, iv: iv}
 }
+
+// Slack is how late a Timer with period iv may tick: a hundredth of the
+// period, at most 20 ms.
+func Slack(iv time.Duration) time.Duration { return min(iv/100, 20*time.Millisecond) }
 
 // Next arms the timer for the next tick; call it after each receive.
 func (t *Timer) Next() { t.t.Reset(Until(time.Now(), t.iv)) }

@@ -29,6 +29,8 @@ type Wake struct {
 	when time.Duration
 	idx  int
 	k    *clock
+	// slack is how late w may fire (see SetSlack).
+	slack time.Duration
 }
 
 // NewWake returns a Wake that fires once after d.
@@ -56,6 +58,17 @@ func (w *Wake) Reset(d time.Duration) bool {
 	}
 	k.rearm()
 	return was
+}
+
+// SetSlack lets w fire up to d after its expiry (d >= 0; default 0), so it
+// can share a wake-up with another Wake due within that time instead of
+// taking one of its own, as the kernel's timer slack does. Housekeeping
+// timers take it; the sampling loops, whose expiry is the sampling instant,
+// do not. It applies from the next Reset.
+func (w *Wake) SetSlack(d time.Duration) {
+	w.k.mu.Lock()
+	defer w.k.mu.Unlock()
+	w.slack = max(d, 0)
 }
 
 // Stop disarms w, dropping a pending expiry. It reports whether w was
@@ -139,14 +152,16 @@ func (k *clock) remove(w *Wake) {
 	w.idx = -1
 }
 
-// rearm points the source at the earliest active expiry. Called with mu
-// held. A handful of Wakes are active (one per sensor loop and a few
-// more), so a scan is cheaper than keeping a heap.
+// rearm points the source at the earliest latest-allowed expiry (expiry
+// plus slack): when it fires, fire sends on every Wake already expired,
+// so a Wake with slack rides along with any Wake due within it. Called
+// with mu held. A handful of Wakes are active (one per sensor loop and a
+// few more), so a scan is cheaper than keeping a heap.
 func (k *clock) rearm() {
 	next := time.Duration(-1)
 	for _, w := range k.active {
-		if next < 0 || w.when < next {
-			next = w.when
+		if d := w.when + w.slack; next < 0 || d < next {
+			next = d
 		}
 	}
 	if next == k.armed {

@@ -143,6 +143,49 @@ func TestWakesFireInOrder(t *testing.T) {
 	}
 }
 
+// A Wake with slack fires in the same pass as a Wake due within its slack
+// (one wake-up: fire stamps everything it sends in one pass alike) and
+// never before its own expiry; alone, it still fires. Without slack the two
+// take a pass each.
+func TestWakeSlackSharesAWakeUp(t *testing.T) {
+	for name, k := range clocks(t) {
+		t.Run(name, func(t *testing.T) {
+			for _, slack := range []time.Duration{0, 400 * time.Millisecond} {
+				start := time.Now()
+				house := k.newWake(time.Hour)
+				house.SetSlack(slack)
+				house.Reset(10 * time.Millisecond)
+				round := k.newWake(150 * time.Millisecond)
+				h, r := recv(t, house), recv(t, round)
+				if el := h.Sub(start); el < 10*time.Millisecond {
+					t.Fatalf("slack %v: fired after %v, before its 10 ms", slack, el)
+				}
+				if shared := h.Equal(r); shared != (slack > 0) {
+					t.Fatalf("slack %v: fired at %v and %v (same pass: %v), want a shared pass only with slack",
+						slack, h.Format("05.000000"), r.Format("05.000000"), shared)
+				}
+			}
+			// Alone, it fires within its slack.
+			start := time.Now()
+			w := k.newWake(time.Hour)
+			w.SetSlack(50 * time.Millisecond)
+			w.Reset(10 * time.Millisecond)
+			if el := recv(t, w).Sub(start); el < 10*time.Millisecond {
+				t.Fatalf("alone: fired after %v, before its 10 ms", el)
+			}
+		})
+	}
+}
+
+func TestTimerSlack(t *testing.T) {
+	for iv, want := range map[time.Duration]time.Duration{time.Second: 10 * time.Millisecond, 5 * time.Second: 20 * time.Millisecond,
+		time.Hour: 20 * time.Millisecond, 100 * time.Millisecond: time.Millisecond} {
+		if got := Slack(iv); got != want {
+			t.Errorf("Slack(%v) = %v, want %v", iv, got, want)
+		}
+	}
+}
+
 // Goroutines resetting, stopping and receiving their own wakes at once
 // (run under -race in make test) leave the clock's list consistent.
 func TestWakesConcurrent(t *testing.T) {
