@@ -12,7 +12,7 @@ FUZZTIME ?= 8s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The packages with goroutines, locks and shared state, under -race. -short
 # skips their few long trials (about 1 min of CPU for the four on CI).
-RACE_PKGS ?= ./buffer/ ./uplink/ ./sensors/... ./internal/health/
+RACE_PKGS ?= ./buffer/ ./uplink/ ./sensors/... ./internal/health/ ./internal/tick/
 
 .PHONY: all build demo deps test fuzz lint staticcheck race bench clean
 

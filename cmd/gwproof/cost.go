@@ -49,9 +49,18 @@ type costSide struct {
 	name   string
 	device string
 	p      *proc
-	gw     bool   // gatewayd (counted by accepted samples) or the seed (by posts)
+	kind   sideKind
 	health string // gatewayd's /metrics
 }
+
+// sideKind is what a costSide runs.
+type sideKind int
+
+const (
+	sideGW    sideKind = iota // gatewayd
+	sideNode                  // the seed's Node client
+	sideFloor                 // cmd/gwproof/floor, the reference client
+)
 
 // windowResult is what one side did in one measuring window.
 type windowResult struct {
@@ -68,6 +77,12 @@ func (w windowResult) perReading() float64 {
 	return measure.Ratio(float64(w.cpu), float64(w.delivered))
 }
 
+// perRound is CPU per sampling round of the seed's rate (3 sensors every
+// seedInterval), in µs.
+func perRound(w windowResult) float64 {
+	return measure.Ratio(float64(w.cpu)/1e3, float64(w.window)/float64(seedInterval))
+}
+
 func (w windowResult) perDay() time.Duration {
 	if w.window <= 0 {
 		return 0
@@ -82,7 +97,7 @@ type costSim struct {
 	sim *iotsim.Server
 }
 
-var costDevices = []string{"gw-10ps", "seed-10ps", "gw-seedrate", "seed-seedrate", "gw-round"}
+var costDevices = []string{"gw-10ps", "seed-10ps", "gw-seedrate", "seed-seedrate", "floor-seedrate", "gw-round"}
 
 func (h *harness) startCostSim() (*costSim, error) {
 	var devs []iotsim.Device
@@ -106,11 +121,11 @@ func simValues(acc []iotsim.Accepted) []measure.Value {
 }
 
 // delivered counts side's readings that reached iotsim in [from, to):
-// gatewayd's as distinct samples among the accepted values, the seed's as
-// posts (one sample each; iotsim refuses its integer values with 460, which
-// the seed never reads, so arrival is what counts).
+// gatewayd's and the floor's as distinct samples among the accepted values,
+// the seed's as posts (one sample each; iotsim refuses its integer values
+// with 460, which the seed never reads, so arrival is what counts).
 func (c *costSim) delivered(sd *costSide, from, to time.Time) int {
-	if sd.gw {
+	if sd.kind != sideNode {
 		return measure.SamplesIn(simValues(c.sim.Accepted()), sd.device, from, to)
 	}
 	return len(c.posts(sd.device, from, to))
@@ -128,11 +143,20 @@ func (c *costSim) posts(device string, from, to time.Time) []iotsim.Message {
 }
 
 // startSide starts gatewayd (3 emulated BME280s at interval, aliyun over
-// plain TCP, every other setting at its default) or the seed's client as
-// device.
-func (h *harness) startSide(c *costSim, gw bool, device string, interval time.Duration) (*costSide, error) {
-	sd := &costSide{device: device, gw: gw}
-	if !gw {
+// plain TCP, every other setting at its default), the seed's client or the
+// reference client as device.
+func (h *harness) startSide(c *costSim, kind sideKind, device string, interval time.Duration) (*costSide, error) {
+	sd := &costSide{device: device, kind: kind}
+	if kind == sideFloor {
+		sd.name = "floor (reference client)"
+		bin, err := h.floorBin()
+		if err != nil {
+			return nil, err
+		}
+		sd.p, err = h.startProc("floor-"+device, nil, bin, c.sim.TCPAddr(), pk, device, secret, interval.String())
+		return sd, err
+	}
+	if kind == sideNode {
 		sd.name = "node " + seedVersion
 		nodeDir, err := h.nodeDir()
 		if err != nil {
@@ -164,6 +188,16 @@ func (h *harness) startSide(c *costSim, gw bool, device string, interval time.Du
 		return nil, fmt.Errorf("gatewayd %s: %w: %s", device, err, sd.p.Stderr())
 	}
 	return sd, nil
+}
+
+// floorBin builds the reference client (cmd/gwproof/floor) into the work
+// directory, as the gatewayd measured is built: static, stripped.
+func (h *harness) floorBin() (string, error) {
+	out := filepath.Join(h.work, "floor")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	return out, h.goBuild("./cmd/gwproof/floor", out)
 }
 
 // window measures sides side by side for d: CPU, readings delivered, RSS
@@ -274,12 +308,12 @@ func (h *harness) costRate10(c *costSim, row func(string, *costSide, windowResul
 	tCPU := h.report.target("CPU per delivered reading at 10 readings/s, gatewayd ÷ the seed's Node client (same run)", 1.0/3, "", cmdCost)
 	tSys := h.report.target(fmt.Sprintf("syscalls per reading at 10 readings/s (`strace -c -f` over %v)", cz.StraceWindow), 12, "", cmdCost)
 	tRSS := h.report.target("peak RSS (VmHWM) at 10 readings/s", 12, "MiB", cmdCost)
-	gw, err := h.startSide(c, true, "gw-10ps", rate10Interval)
+	gw, err := h.startSide(c, sideGW, "gw-10ps", rate10Interval)
 	if err != nil {
 		return err
 	}
 	defer gw.p.stop(syscall.SIGTERM, 15*time.Second)
-	node, err := h.startSide(c, false, "seed-10ps", rate10Interval)
+	node, err := h.startSide(c, sideNode, "seed-10ps", rate10Interval)
 	if err != nil {
 		return err
 	}
@@ -344,20 +378,25 @@ func (h *harness) costRate10(c *costSim, row func(string, *costSide, windowResul
 func (h *harness) costSeedRate(c *costSim, row func(string, *costSide, windowResult), note func(string)) error {
 	cz := h.sz.Cost
 	t := h.report.target("CPU-seconds per day at the seed's rate (3 sensors every 5 s), start-up excluded, gatewayd ÷ the seed's Node client", 1.0/5, "", cmdCost)
-	gw, err := h.startSide(c, true, "gw-seedrate", seedInterval)
+	gw, err := h.startSide(c, sideGW, "gw-seedrate", seedInterval)
 	if err != nil {
 		return err
 	}
 	defer gw.p.stop(syscall.SIGTERM, 15*time.Second)
-	node, err := h.startSide(c, false, "seed-seedrate", seedInterval)
+	node, err := h.startSide(c, sideNode, "seed-seedrate", seedInterval)
 	if err != nil {
 		return err
 	}
 	defer node.p.stop(syscall.SIGTERM, 5*time.Second)
+	floor, err := h.startSide(c, sideFloor, "floor-seedrate", seedInterval)
+	if err != nil {
+		return err
+	}
+	defer floor.p.stop(syscall.SIGTERM, 5*time.Second)
 	if !h.sleep(cz.SeedWarmup) {
 		return h.ctx.Err()
 	}
-	ws, err := h.window(c, cz.SeedWindow, gw, node)
+	ws, err := h.window(c, cz.SeedWindow, gw, node, floor)
 	if err != nil {
 		t.Fail(err.Error())
 		return err
@@ -365,10 +404,24 @@ func (h *harness) costSeedRate(c *costSim, row func(string, *costSide, windowRes
 	run := "seed's rate (3 sensors / 5 s)"
 	row(run, gw, ws[0])
 	row(run, node, ws[1])
-	g, n := ws[0], ws[1]
+	row(run, floor, ws[2])
+	g, n, f := ws[0], ws[1], ws[2]
 	t.Set(measure.Ratio(float64(g.perDay()), float64(n.perDay())),
-		fmt.Sprintf("gatewayd %.1f s/day, node %.1f s/day (CPU in a %v window × 86,400 s / window; CPU by %s/%s)",
-			g.perDay().Seconds(), n.perDay().Seconds(), g.window.Round(time.Second), g.cpuHow, n.cpuHow))
+		fmt.Sprintf("gatewayd %.1f s/day, node %.1f s/day; the floor (reference client, two wake-ups a round and no work) %.1f s/day = %s of node's "+
+			"(CPU in a %v window × 86,400 s / window; CPU by %s/%s/%s)",
+			g.perDay().Seconds(), n.perDay().Seconds(), f.perDay().Seconds(), measure.Num(measure.Ratio(float64(f.perDay()), float64(n.perDay()))),
+			g.window.Round(time.Second), g.cpuHow, n.cpuHow, f.cpuHow))
+	if f.delivered == 0 {
+		note("seed's rate: **the floor (reference client) delivered nothing in the window**, so its figure is not comparable")
+	}
+	note(fmt.Sprintf("seed's rate, the floor: `cmd/gwproof/floor` posts gatewayd's nine-property message for three BME280s on the same 5 s grid and reads its reply, "+
+		"as gatewayd does (same timerfd Wake, same raw socket I/O, same GOMAXPROCS and GOGC), and nothing else: no sensors, no buffer, no JSON encoding or decoding. "+
+		"What it spends is what this machine charges for the round's two wake-ups (the tick, the reply). Here: %.0f µs a round, %.1f s/day = %s of node's; "+
+		"gatewayd %.0f µs a round = %s× the floor, so its own work (sensors, stamps, buffer, encoding, reply) is %.0f µs a round. "+
+		"A round of gatewayd at %s of node's would have to cost %.0f µs.",
+		perRound(f), f.perDay().Seconds(), measure.Num(measure.Ratio(float64(f.perDay()), float64(n.perDay()))),
+		perRound(g), measure.Num(measure.Ratio(perRound(g), perRound(f))), perRound(g)-perRound(f),
+		measure.Num(t.Limit), t.Limit*perRound(n)))
 	if h.sz.Name != "full" {
 		note(fmt.Sprintf("seed's rate: small run, %v window (full run: %v), so CPU per day is extrapolated from fewer readings", cz.SeedWindow, full.Cost.SeedWindow))
 	}
@@ -381,7 +434,7 @@ func (h *harness) costRound(c *costSim, row func(string, *costSide, windowResult
 	cz := h.sz.Cost
 	tMsg := h.report.target("messages per reading, three BME280s at 10 s, default `max_delay` (counted at iotsim)", 0.34, "", cmdCost)
 	tRSS := h.report.target("peak RSS (VmHWM), three BME280s at 10 s", 10, "MiB", cmdCost)
-	gw, err := h.startSide(c, true, "gw-round", roundInterval)
+	gw, err := h.startSide(c, sideGW, "gw-round", roundInterval)
 	if err != nil {
 		return err
 	}
