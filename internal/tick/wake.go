@@ -64,11 +64,15 @@ func (w *Wake) Reset(d time.Duration) bool {
 // can share a wake-up with another Wake due within that time instead of
 // taking one of its own, as the kernel's timer slack does. Housekeeping
 // timers take it; the sampling loops, whose expiry is the sampling instant,
-// do not. It applies from the next Reset.
+// do not. It applies at once, also to an armed w.
 func (w *Wake) SetSlack(d time.Duration) {
-	w.k.mu.Lock()
-	defer w.k.mu.Unlock()
+	k := w.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	w.slack = max(d, 0)
+	if w.idx >= 0 {
+		k.rearm()
+	}
 }
 
 // Stop disarms w, dropping a pending expiry. It reports whether w was
