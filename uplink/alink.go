@@ -118,6 +118,14 @@ func DecodeReply(b []byte) (Reply, error) {
 	if len(b) > maxDownlink {
 		return Reply{}, fmt.Errorf("reply of %d bytes: too large", len(b))
 	}
+	if r, ok := decodeReplyFast(b); ok {
+		return r, nil
+	}
+	return decodeReplyJSON(b)
+}
+
+// decodeReplyJSON is DecodeReply's general path, through encoding/json.
+func decodeReplyJSON(b []byte) (Reply, error) {
 	var m struct {
 		ID      json.RawMessage `json:"id"`
 		Code    *json.Number    `json:"code"`

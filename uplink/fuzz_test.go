@@ -272,3 +272,65 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// The fast path of DecodeReply decodes only what the general path decodes
+// to the same Reply; whatever it declines, the general path decides.
+func FuzzDecodeReplyFast(f *testing.F) {
+	for _, s := range []string{
+		`{"code":200,"data":{},"id":"123","message":"success","method":"thing.event.property.post","version":"1.0"}`,
+		` { "code" : 0 , "id" : 7 , "data" : null } `, `{"code":460,"id":"0123","message":"request parameter error"}`,
+		`{"code":200,"id":"1","id":"2"}`, `{"Code":200,"id":"1"}`, `{"code":200,"id":"1",}`, `{"code":200,"id":"1"}x`,
+		`{"code":2147483648,"id":"1"}`, `{"code":200,"id":"1","message":"a\u0041"}`, `{"code":01,"id":"1"}`,
+		`{"code":200,"id":"1","data":{"a":1}}`, `{"code":-1,"id":"1"}`, `{"code":1.0,"id":"1"}`, `{"code":200,"id":""}`,
+		`{"code":200,"id":"123456789012345678901"}`, `{"code":200,"id":"1","message":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeReplyFast(b)
+		if !ok {
+			return
+		}
+		slow, err := decodeReplyJSON(b)
+		if err != nil {
+			t.Fatalf("fast path decoded %q to %+v; encoding/json refuses it: %v", b, fast, err)
+		}
+		if fast != slow {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", b, fast, slow)
+		}
+	})
+}
+
+// The replies the platform and iotsim send take the fast path.
+func TestDecodeReplyFastTakesTheUsualReplies(t *testing.T) {
+	for _, s := range []string{
+		`{"code":200,"data":{},"id":"76514524","message":"success","method":"thing.event.property.post","version":"1.0"}`,
+		`{"code":460,"data":{},"id":"1","message":"request parameter error","method":"thing.event.property.batch.post","version":"1.0"}`,
+		`{"code":200,"data":null,"id":"42","message":"success","method":"thing.event.property.history.post","version":"1.0"}`,
+	} {
+		r, ok := decodeReplyFast([]byte(s))
+		if !ok {
+			t.Fatalf("fast path declined %s", s)
+		}
+		if want, _ := decodeReplyJSON([]byte(s)); r != want {
+			t.Fatalf("%s: fast %+v, encoding/json %+v", s, r, want)
+		}
+	}
+}
+
+// BenchmarkDecodeReply: the reply every post draws, as the platform sends
+// it, through DecodeReply's fast path; "general" is the encoding/json path
+// it falls back to (go test ./uplink -run '^$' -bench DecodeReply -benchmem).
+func BenchmarkDecodeReply(b *testing.B) {
+	m := []byte(`{"code":200,"data":{},"id":"76514524","message":"success","method":"thing.event.property.post","version":"1.0"}`)
+	for name, dec := range map[string]func([]byte) (Reply, error){"fast": DecodeReply, "general": decodeReplyJSON} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if r, err := dec(m); err != nil || r.Code != 200 {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
+}
