@@ -10,22 +10,11 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"gatewayd/internal/mqttwire"
 )
 
-func mqttVarint(n int) []byte {
-	var b []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
+func mqttVarint(n int) []byte { return mqttwire.AppendLength(nil, n) }
 
 func packet(typ byte, n int) []byte {
 	return append(append([]byte{typ}, mqttVarint(n)...), make([]byte, n)...)

@@ -3,7 +3,6 @@ package uplink_test
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -13,51 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"gatewayd/internal/mqttwire"
 	"gatewayd/internal/reading"
 	"gatewayd/internal/testutil"
 	"gatewayd/uplink"
 )
 
 // readPacket reads one MQTT packet (test broker side).
-func readPacket(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mult := 0, 1
-	for i := 0; ; i++ {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&0x7f) * mult
-		mult *= 128
-		if b&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return 0, nil, errors.New("bad varint")
-		}
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return h, body, err
-}
+func readPacket(r *bufio.Reader) (byte, []byte, error) { return mqttwire.Read(r, nil) }
 
-func varint(n int) []byte {
-	var b []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
+func varint(n int) []byte { return mqttwire.AppendLength(nil, n) }
 
 // hostile plays a broken or malicious broker on one connection: CONNACK,
 // SUBACK, then a PUBLISH whose header announces 200 MiB, followed by junk

@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -28,6 +27,7 @@ import (
 	"strconv"
 	"time"
 
+	"gatewayd/internal/mqttwire"
 	"gatewayd/internal/rawio"
 	"gatewayd/internal/tick"
 	"gatewayd/uplink"
@@ -147,46 +147,23 @@ func payload() []byte {
 	return append(b, `},"method":"thing.event.property.post"}`...)
 }
 
-func str(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-// fixed prefixes body with an MQTT fixed header: type/flags and the
-// remaining length.
-func fixed(head byte, body []byte) []byte {
-	b := []byte{head}
-	for n := len(body); ; {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, body...)
-}
-
 func connect(cr uplink.Credentials, keepalive uint16) []byte {
-	b := str(nil, "MQTT")
+	b := mqttwire.AppendString(nil, "MQTT")
 	b = append(b, 4, 0xC2) // 3.1.1; username, password, clean session
 	b = binary.BigEndian.AppendUint16(b, keepalive)
-	b = str(b, cr.ClientID)
-	b = str(b, cr.Username)
-	b = str(b, cr.Password)
-	return fixed(0x10, b)
+	b = mqttwire.AppendString(b, cr.ClientID)
+	b = mqttwire.AppendString(b, cr.Username)
+	b = mqttwire.AppendString(b, cr.Password)
+	return mqttwire.Frame(0x10, b)
 }
 
 func subscribe(topic string) []byte {
-	b := str([]byte{0, 1}, topic)
-	return fixed(0x82, append(b, 0))
+	b := mqttwire.AppendString([]byte{0, 1}, topic)
+	return mqttwire.Frame(0x82, append(b, 0))
 }
 
 func publish(topic string, payload []byte) []byte {
-	return fixed(0x30, append(str(nil, topic), payload...))
+	return mqttwire.Frame(0x30, append(mqttwire.AppendString(nil, topic), payload...))
 }
 
 // packet reads one MQTT packet: its type (high nibble) and body. The body
@@ -194,28 +171,6 @@ func publish(topic string, payload []byte) []byte {
 var body = make([]byte, 0, 4096)
 
 func packet(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for range 4 {
-		d, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(d&0x7f) * mul
-		mul *= 128
-		if d&0x80 == 0 {
-			break
-		}
-	}
-	if n > cap(body) {
-		return 0, nil, fmt.Errorf("packet of %d bytes", n)
-	}
-	b := body[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		return 0, nil, err
-	}
-	return h & 0xf0, b, nil
+	h, b, err := mqttwire.Read(r, body)
+	return h & 0xf0, b, err
 }
