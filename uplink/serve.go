@@ -663,7 +663,10 @@ func (c *Client) lookBacklog(st *sendState, now time.Time) {
 	if len(st.backlog) > 0 || now.Before(st.backHold) {
 		return
 	}
-	hold := tick.Until(time.Now(), idleBacklogCheck)
+	// At least idleBacklogCheck apart, and on the beat's grid when the
+	// beat is slower (the daemon sets it from the sampling intervals): the
+	// look then shares the beat's wake-up.
+	hold := tick.Until(time.Now(), max(idleBacklogCheck, c.o.BeatEvery))
 	for _, m := range st.pending {
 		if m.old {
 			// Mid-drain, everything left may just be in flight: look

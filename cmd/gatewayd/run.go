@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -214,10 +215,17 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	p.health = health.New(health.Options{Logger: logger, Collect: p.collect, Status: p.status, Notify: p.notify})
 	p.health.Register("sensors", heartbeatBound)
 	p.health.Register("uplink", heartbeatBound)
-	p.set, err = sensors.New(sensorSpecs(cfg), sensors.Options{
-		Logger: logger,
-		Stamp:  p.clk.Stamp,
-		Beat:   func() { p.health.Beat("sensors") },
+	specs := sensorSpecs(cfg)
+	var ivs []time.Duration
+	for _, sp := range specs {
+		ivs = append(ivs, cmp.Or(sp.Interval, sensors.DefaultInterval))
+	}
+	beat := beatEvery(ivs, bufferOptions(cfg, logger).CommitInterval, heartbeatBound)
+	p.set, err = sensors.New(specs, sensors.Options{
+		Logger:    logger,
+		Stamp:     p.clk.Stamp,
+		Beat:      func() { p.health.Beat("sensors") },
+		BeatEvery: beat,
 		// A complete round goes out at once instead of after max_delay
 		// when nothing more could join it. p.up is set below, before Run
 		// starts the sensors' loops.
@@ -237,6 +245,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	p.last = newLastValues(p.buf)
 	uo := uplinkOptions(cfg, secret, logger)
 	uo.Beat = func() { p.health.Beat("uplink") }
+	uo.BeatEvery = beat
 	uo.FixTime = timePolicy(cfg.Uplink.Platform, cfg.Uplink.ClockWait.Duration, p.clk, logger)
 	uo.OnServerTime = p.clk.ObserveServerTime
 	uo.Control = openControl(cfg, p, logger)

@@ -46,3 +46,31 @@ func uplinkOptions(cfg *config.Config, secret string, logger *slog.Logger) uplin
 	o.Logger = logger
 	return o
 }
+
+// beatEvery is how often the sensors and the uplink beat the heartbeat
+// (each must beat within bound, heartbeatBound) and how often an idle
+// uplink looks for backlog. It is at most half the bound and sits on the
+// sampling grid, so a beat rides on a round's wake-up (or the buffer's
+// commit) instead of waking the board on its own: with the smallest
+// interval iv at most bound/2, the largest multiple of iv that fits; above
+// it, the commit interval when iv is a multiple of it, else the largest
+// fraction of iv that fits. Three BME280s at 60 s beat every 10 s with the
+// default commit, not every 5 s; at the seed's 5 s, every 15 s.
+func beatEvery(intervals []time.Duration, commit, bound time.Duration) time.Duration {
+	most := bound / 2
+	var iv time.Duration
+	for _, d := range intervals {
+		if d > 0 && (iv == 0 || d < iv) {
+			iv = d
+		}
+	}
+	switch {
+	case iv == 0 || most <= 0:
+		return uplink.DefaultBeatEvery
+	case iv <= most:
+		return iv * (most / iv)
+	case commit > 0 && commit <= most && iv%commit == 0:
+		return commit
+	}
+	return iv / ((iv + most - 1) / most)
+}
