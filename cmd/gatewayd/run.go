@@ -220,7 +220,8 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	for _, sp := range specs {
 		ivs = append(ivs, cmp.Or(sp.Interval, sensors.DefaultInterval))
 	}
-	beat := beatEvery(ivs, bufferOptions(cfg, logger).CommitInterval, heartbeatBound)
+	bo := bufferOptions(cfg, logger)
+	beat := beatEvery(ivs, bo.CommitInterval, heartbeatBound)
 	p.set, err = sensors.New(specs, sensors.Options{
 		Logger:    logger,
 		Stamp:     p.clk.Stamp,
@@ -237,7 +238,7 @@ func openPipeline(cfg *config.Config, logger *slog.Logger) (*pipeline, error) {
 	if w := estimateCapacity(cfg, p.set.Shapes()).warning(cfg); w != "" {
 		logger.Warn("buffer.max_size cannot hold max_age of these sensors (gatewayd check says the same)", "detail", w)
 	}
-	p.buf, err = buffer.Open(bufferOptions(cfg, logger))
+	p.buf, err = buffer.Open(bo)
 	if err != nil {
 		p.set.Close(context.Background())
 		return nil, fmt.Errorf("open buffer: %w", err)
